@@ -1,0 +1,304 @@
+//! The SDK layer: one configuration (region, endpoint, retries, timeouts), one client per
+//! service, and a counter of every request sent (retries included), by operation.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::region::Region;
+
+use crate::errors::{AwsFailure, Error, Result};
+use crate::report;
+
+/// Counts the requests sent to AWS, by `service:Operation`. Shared by all clients.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog {
+    inner: Arc<CallLogInner>,
+}
+
+#[derive(Debug, Default)]
+struct CallLogInner {
+    count: AtomicUsize,
+    ops: Mutex<Vec<String>>,
+}
+
+static CALLS: std::sync::OnceLock<CallLog> = std::sync::OnceLock::new();
+
+impl CallLog {
+    /// The process's log: one command per process, so its count is the command's.
+    pub fn global() -> &'static CallLog {
+        CALLS.get_or_init(CallLog::default)
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.count.load(Ordering::Relaxed)
+    }
+    /// Every request sent, as `service:Operation`, in order.
+    pub fn operations(&self) -> Vec<String> {
+        self.inner.ops.lock().expect("call log").clone()
+    }
+    fn record(&self, op: String) {
+        self.inner.count.fetch_add(1, Ordering::Relaxed);
+        report::trace(&format!("aws request {op}"));
+        self.inner.ops.lock().expect("call log").push(op);
+    }
+}
+
+/// Sees each attempt just before it goes on the wire, so retries count too.
+#[derive(Debug)]
+struct Counter {
+    service: &'static str,
+    log: CallLog,
+}
+
+impl Intercept for Counter {
+    fn name(&self) -> &'static str {
+        "provision-call-counter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let op = cfg
+            .load::<Metadata>()
+            .map(|m| m.name().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        self.log.record(format!("{}:{op}", self.service));
+        Ok(())
+    }
+}
+
+/// The clients of the five services the stack uses.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub cognito: aws_sdk_cognitoidentityprovider::Client,
+    pub apigw: aws_sdk_apigateway::Client,
+    pub sts: aws_sdk_sts::Client,
+    pub calls: CallLog,
+}
+
+/// Resolves the region: the one given, else the SDK's chain (env, profile), else
+/// us-east-1 when an endpoint URL is set.
+pub async fn resolve_region(given: Option<&str>, local: bool) -> Result<String> {
+    if let Some(r) = given {
+        return Ok(r.to_string());
+    }
+    let chain = aws_config::meta::region::RegionProviderChain::default_provider();
+    match chain.region().await {
+        Some(r) => {
+            let r = r.to_string();
+            crate::config::validate_region(&r)?;
+            Ok(r)
+        }
+        None if local => Ok(crate::config::LOCAL_DEFAULT_REGION.to_string()),
+        None => Err(Error::usage(
+            "region: none configured; pass --region, set AWS_REGION, or set it in the profile or provision.toml",
+        )),
+    }
+}
+
+impl Aws {
+    pub async fn connect(region: &str, endpoint_url: Option<&str>) -> Aws {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(6)
+                    .with_initial_backoff(Duration::from_millis(200))
+                    .with_max_backoff(Duration::from_secs(10)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let sdk = loader.load().await;
+        let calls = CallLog::global().clone();
+        let counter = |service| Counter {
+            service,
+            log: calls.clone(),
+        };
+        Aws {
+            iam: aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(&sdk)
+                    .interceptor(counter("iam"))
+                    .build(),
+            ),
+            lambda: aws_sdk_lambda::Client::from_conf(
+                aws_sdk_lambda::config::Builder::from(&sdk)
+                    .interceptor(counter("lambda"))
+                    .build(),
+            ),
+            cognito: aws_sdk_cognitoidentityprovider::Client::from_conf(
+                aws_sdk_cognitoidentityprovider::config::Builder::from(&sdk)
+                    .interceptor(counter("cognito-idp"))
+                    .build(),
+            ),
+            apigw: aws_sdk_apigateway::Client::from_conf(
+                aws_sdk_apigateway::config::Builder::from(&sdk)
+                    .interceptor(counter("apigateway"))
+                    .build(),
+            ),
+            sts: aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(&sdk)
+                    .interceptor(counter("sts"))
+                    .build(),
+            ),
+            calls,
+        }
+    }
+
+    /// The account the credentials belong to.
+    pub async fn account(&self) -> Result<String> {
+        let out = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| e.fail("checking the AWS credentials", "GetCallerIdentity"))?;
+        out.account()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Http("STS GetCallerIdentity returned no account".into()))
+    }
+}
+
+/// The ARN partition of a region.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+/// An SDK error reduced to what we decide on and report.
+#[derive(Debug, Clone)]
+pub struct SdkFailure {
+    pub code: Option<String>,
+    pub message: String,
+    /// The request never got an answer (connection refused, timeout, no credentials...).
+    pub transport: bool,
+    pub credentials: bool,
+}
+
+impl SdkFailure {
+    pub fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("NoSuchEntity" | "ResourceNotFoundException" | "NotFoundException")
+        )
+    }
+
+    /// Converts into the user-facing error, naming what we were doing.
+    pub fn fail(self, doing: impl Into<String>, operation: &'static str) -> Error {
+        let hint = if self.credentials {
+            Some("configure AWS credentials (environment, profile, SSO or role); for a local emulator any key works, e.g. AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test".to_string())
+        } else if self.transport {
+            Some("check the network and --endpoint-url (is the emulator running?)".to_string())
+        } else {
+            match self.code.as_deref() {
+                Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation") => Some(
+                    "the caller lacks a permission: see docs/iam-policy.json for the policy provision needs".into(),
+                ),
+                Some(
+                    "UnrecognizedClientException"
+                    | "InvalidClientTokenId"
+                    | "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "SignatureDoesNotMatch",
+                ) => Some("the credentials were rejected: refresh or fix them".into()),
+                Some("LimitExceededException") => Some(
+                    "an AWS quota is reached: delete unused resources or ask AWS for a higher limit".into(),
+                ),
+                _ => None,
+            }
+        };
+        let failure = AwsFailure {
+            doing: doing.into(),
+            operation,
+            code: self.code,
+            message: self.message,
+            hint,
+        };
+        if self.credentials {
+            // Missing credentials are a set-up problem of the user's, like bad input.
+            Error::Usage(failure.to_string())
+        } else {
+            Error::Aws(failure)
+        }
+    }
+}
+
+/// `.sdk()` on any SDK call's result.
+pub trait SdkResultExt<T> {
+    fn sdk(self) -> std::result::Result<T, SdkFailure>;
+}
+
+impl<T, E> SdkResultExt<T> for std::result::Result<T, SdkError<E, HttpResponse>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    fn sdk(self) -> std::result::Result<T, SdkFailure> {
+        self.map_err(|err| {
+            let chain = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+            let credentials = chain.contains("credentials")
+                && matches!(
+                    err,
+                    SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
+                );
+            match &err {
+                SdkError::ServiceError(se) => {
+                    let e = se.err();
+                    SdkFailure {
+                        code: e.code().map(str::to_string),
+                        message: e
+                            .message()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| format!("HTTP {}", se.raw().status().as_u16())),
+                        transport: false,
+                        credentials: false,
+                    }
+                }
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => SdkFailure {
+                    code: None,
+                    message: chain,
+                    transport: true,
+                    credentials,
+                },
+                _ => SdkFailure {
+                    code: None,
+                    message: chain,
+                    transport: false,
+                    credentials,
+                },
+            }
+        })
+    }
+}

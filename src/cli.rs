@@ -1,0 +1,161 @@
+//! Command-line definitions. Parsing only: what the flags mean is decided in `config`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Stand up, check and tear down a machine-to-machine OAuth2 API on AWS";
+
+const LONG_ABOUT: &str = "\
+Stand up, check and tear down a machine-to-machine OAuth2 API on AWS.
+
+One stack is: an IAM role and a Rust Lambda function; a Cognito user pool with a hosted
+token endpoint, a resource server and a client_credentials app client; an API Gateway
+REST API (ANY / and ANY /{proxy+}) guarded by a Cognito authorizer that requires the
+scope, deployed to stage `prod`. provision calls AWS directly (no CloudFormation) and
+records what it made in <state-dir>/<stack>.json.
+
+Settings come from, highest first: flags, environment, the config file
+(./provision.toml when it exists), built-in defaults.
+
+Local mode: with --endpoint-url (or AWS_ENDPOINT_URL) every AWS call goes to that
+address, e.g. a MiniStack emulator, and the token and API URLs take the emulator's form.";
+
+const AFTER_HELP: &str = "\
+Exit codes: 0 success; 1 AWS or API failure; 2 bad input (usage, config, state file);
+3 `status` found drift or missing resources; 4 another run holds the stack's lock.";
+
+#[derive(Debug, Parser)]
+#[command(name = "provision", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Stack name: [a-z0-9-], 1 to 32 characters [default: m2m-api]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "PROVISION_STACK",
+        value_name = "NAME"
+    )]
+    pub stack: Option<String>,
+
+    /// AWS region [default: the SDK's chain (AWS_REGION, profile); us-east-1 with an endpoint URL]
+    #[arg(long, global = true, env = "AWS_REGION", value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Send every AWS call to this URL (a local emulator such as MiniStack)
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+
+    /// Directory of state files; the file is <DIR>/<stack>.json [default: state]
+    #[arg(long, global = true, env = "PROVISION_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Config file (TOML) [default: ./provision.toml when it exists]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "PROVISION_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Output format: human, or json (exactly one JSON object on stdout; logs on stderr)
+    #[arg(short, long, global = true, value_enum, default_value_t = Format::Human)]
+    pub output: Format,
+
+    /// More detail on stderr (-v: each step, -vv: each AWS request)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Print nothing but the result (and errors)
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create what is missing, update what differs, touch nothing else; print the outputs
+    Up(UpArgs),
+    /// Delete every resource of the stack (from the state file, or found by tag); remove the state file
+    Down,
+    /// Compare the desired stack with what AWS has: ok / drifted / missing per resource (exit 3 if any)
+    Status(StackArgs),
+    /// Print the outputs of the last successful `up` (from the state file; no AWS call)
+    Outputs,
+    /// Get an access token from the stack's token endpoint (client_credentials grant) and print it
+    Token,
+    /// Call the API with a fresh token; print the HTTP status and body; exit 0 only on 2xx
+    Invoke(InvokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Print the plan (create / update / unchanged / adopt per resource) and send no write call
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
+
+/// The desired stack's settings that can be given on the command line.
+#[derive(Debug, Args, Default)]
+pub struct StackArgs {
+    /// Hosted-UI domain prefix [default: <stack>-<8 hex of sha256(account/region/stack)>]
+    #[arg(long, env = "PROVISION_DOMAIN_PREFIX", value_name = "PREFIX")]
+    pub domain_prefix: Option<String>,
+
+    /// OAuth scope as RESOURCE_SERVER/SCOPE; repeat for more [default: users/read]
+    #[arg(long = "scope", value_name = "RS/SCOPE")]
+    pub scopes: Vec<String>,
+
+    /// The handler binary to ship as `bootstrap` [default: the first that exists of
+    /// target/lambda/handler/bootstrap, target/release/handler, target/debug/handler]
+    #[arg(long, env = "PROVISION_HANDLER", value_name = "PATH")]
+    pub handler: Option<PathBuf>,
+
+    /// Lambda memory in MB, 128 to 10240 [default: 128]
+    #[arg(long, value_name = "MB")]
+    pub memory: Option<i32>,
+
+    /// Lambda timeout in seconds, 1 to 900 [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<i32>,
+
+    /// Lambda architecture: x86_64 or arm64 [default: x86_64]
+    #[arg(long, value_name = "ARCH")]
+    pub architecture: Option<String>,
+
+    /// Access-token validity in minutes, 5 to 1440 [default: 60]
+    #[arg(long, value_name = "MINUTES")]
+    pub token_validity: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// Path under the API's stage, e.g. /orders/7
+    #[arg(long, default_value = "/")]
+    pub path: String,
+
+    /// HTTP method
+    #[arg(long, short = 'X', default_value = "GET")]
+    pub method: String,
+
+    /// Call without a token (expect 401)
+    #[arg(long)]
+    pub no_token: bool,
+
+    /// Request body to send
+    #[arg(long, short = 'd', value_name = "BODY")]
+    pub data: Option<String>,
+}

@@ -1,0 +1,543 @@
+//! The desired stack: built-in defaults ← provision.toml ← environment ← flags, validated
+//! before anything talks to AWS.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::{Cli, StackArgs};
+use crate::errors::{Error, Result};
+
+pub const DEFAULT_STACK: &str = "m2m-api";
+pub const DEFAULT_STATE_DIR: &str = "state";
+pub const DEFAULT_CONFIG: &str = "provision.toml";
+pub const DEFAULT_SCOPE: &str = "users/read";
+pub const DEFAULT_MEMORY_MB: i32 = 128;
+pub const DEFAULT_TIMEOUT_S: i32 = 10;
+pub const DEFAULT_TOKEN_VALIDITY_MIN: i32 = 60;
+/// Region used with an endpoint URL when nothing else names one (emulators ignore it).
+pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
+
+/// Where the handler binary is looked for when no path is given, in this order.
+pub const HANDLER_CANDIDATES: [&str; 3] = [
+    "target/lambda/handler/bootstrap",
+    "target/release/handler",
+    "target/debug/handler",
+];
+
+/// The config file, as written by the user. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub stack: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub domain_prefix: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    #[serde(default)]
+    pub handler: HandlerFileConfig,
+    #[serde(default)]
+    pub token: TokenFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerFileConfig {
+    pub path: Option<PathBuf>,
+    pub memory_mb: Option<i32>,
+    pub timeout_s: Option<i32>,
+    pub architecture: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFileConfig {
+    pub access_token_validity_minutes: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    X86_64,
+    Arm64,
+}
+
+impl Arch {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "x86_64" | "x86-64" | "amd64" => Ok(Arch::X86_64),
+            "arm64" | "aarch64" => Ok(Arch::Arm64),
+            other => Err(Error::usage(format!(
+                "architecture: `{other}` is not supported; use x86_64 or arm64"
+            ))),
+        }
+    }
+
+    /// The name Lambda uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Arm64 => "arm64",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An OAuth scope `RESOURCE_SERVER/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Scope {
+    pub server: String,
+    pub name: String,
+}
+
+impl Scope {
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::usage(format!(
+                "scope `{s}`: {why}; write it as RESOURCE_SERVER/SCOPE, e.g. users/read"
+            ))
+        };
+        let (server, name) = s.split_once('/').ok_or_else(|| bad("no `/`"))?;
+        let ok = |part: &str| {
+            !part.is_empty()
+                && part.len() <= 256
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        };
+        if !ok(server) {
+            return Err(bad(
+                "the resource server must be 1-256 of A-Z a-z 0-9 . _ -",
+            ));
+        }
+        if !ok(name) {
+            return Err(bad("the scope name must be 1-256 of A-Z a-z 0-9 . _ -"));
+        }
+        Ok(Scope {
+            server: server.to_string(),
+            name: name.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.server, self.name)
+    }
+}
+
+/// Where and as whom the tool runs: enough for every command.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub stack: String,
+    /// None: resolve with the SDK's chain later (see `aws::resolve_region`).
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub state_dir: PathBuf,
+}
+
+impl Target {
+    pub fn state_path(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.json", self.stack))
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.lock", self.stack))
+    }
+    pub fn is_local(&self) -> bool {
+        self.endpoint_url.is_some()
+    }
+}
+
+/// The desired stack's settings (what `up` converges to and `status` compares with).
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// None: derived from account, region and stack once the account is known.
+    pub domain_prefix: Option<String>,
+    /// Sorted, deduplicated, all of one resource server.
+    pub scopes: Vec<Scope>,
+    pub handler: PathBuf,
+    /// Whether `handler` was named by the user (a missing named file is always an error).
+    pub handler_given: bool,
+    pub memory_mb: i32,
+    pub timeout_s: i32,
+    pub architecture: Arch,
+    pub token_validity_min: i32,
+}
+
+impl Desired {
+    pub fn resource_server(&self) -> &str {
+        &self.scopes[0].server
+    }
+    pub fn scope_names(&self) -> Vec<String> {
+        self.scopes.iter().map(|s| s.name.clone()).collect()
+    }
+    pub fn scope_strings(&self) -> Vec<String> {
+        self.scopes.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// Reads the config file: the one named, else ./provision.toml when it exists.
+pub fn load_file(named: Option<&Path>) -> Result<FileConfig> {
+    let (path, must_exist) = match named {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(DEFAULT_CONFIG), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must_exist => {
+            return Ok(FileConfig::default())
+        }
+        Err(e) => {
+            return Err(Error::usage(format!(
+                "config file {}: cannot read it: {e}",
+                path.display()
+            )))
+        }
+    };
+    toml::from_str(&text).map_err(|e| {
+        Error::usage(format!(
+            "config file {}: {}",
+            path.display(),
+            e.to_string().trim_end().replace('\n', " ")
+        ))
+    })
+}
+
+pub fn resolve_target(cli: &Cli, file: &FileConfig) -> Result<Target> {
+    let stack = cli
+        .stack
+        .clone()
+        .or_else(|| file.stack.clone())
+        .unwrap_or_else(|| DEFAULT_STACK.to_string());
+    validate_stack(&stack)?;
+    let region = cli.region.clone().or_else(|| file.region.clone());
+    if let Some(r) = &region {
+        validate_region(r)?;
+    }
+    let endpoint_url = cli
+        .endpoint_url
+        .clone()
+        .or_else(|| file.endpoint_url.clone())
+        .filter(|u| !u.is_empty())
+        .map(|u| validate_endpoint(&u))
+        .transpose()?;
+    let state_dir = cli
+        .state_dir
+        .clone()
+        .or_else(|| file.state_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    Ok(Target {
+        stack,
+        region,
+        endpoint_url,
+        state_dir,
+    })
+}
+
+pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {
+    let domain_prefix = args
+        .domain_prefix
+        .clone()
+        .or_else(|| file.domain_prefix.clone());
+    if let Some(p) = &domain_prefix {
+        validate_domain_prefix(p, "domain prefix")?;
+    }
+    let raw_scopes: Vec<String> = if !args.scopes.is_empty() {
+        args.scopes.clone()
+    } else if let Some(s) = &file.scopes {
+        s.clone()
+    } else {
+        vec![DEFAULT_SCOPE.to_string()]
+    };
+    let scopes = parse_scopes(&raw_scopes)?;
+    let (handler, handler_given) = match args.handler.clone().or_else(|| file.handler.path.clone())
+    {
+        Some(p) => (p, true),
+        None => (default_handler(), false),
+    };
+    let memory_mb = args
+        .memory
+        .or(file.handler.memory_mb)
+        .unwrap_or(DEFAULT_MEMORY_MB);
+    in_range("memory (MB)", memory_mb, 128, 10240)?;
+    let timeout_s = args
+        .timeout
+        .or(file.handler.timeout_s)
+        .unwrap_or(DEFAULT_TIMEOUT_S);
+    in_range("timeout (seconds)", timeout_s, 1, 900)?;
+    let architecture = match args
+        .architecture
+        .as_deref()
+        .or(file.handler.architecture.as_deref())
+    {
+        Some(a) => Arch::parse(a)?,
+        None => Arch::X86_64,
+    };
+    let token_validity_min = args
+        .token_validity
+        .or(file.token.access_token_validity_minutes)
+        .unwrap_or(DEFAULT_TOKEN_VALIDITY_MIN);
+    in_range("token validity (minutes)", token_validity_min, 5, 1440)?;
+    Ok(Desired {
+        domain_prefix,
+        scopes,
+        handler,
+        handler_given,
+        memory_mb,
+        timeout_s,
+        architecture,
+        token_validity_min,
+    })
+}
+
+fn default_handler() -> PathBuf {
+    HANDLER_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(HANDLER_CANDIDATES[0]))
+}
+
+fn in_range(what: &str, value: i32, min: i32, max: i32) -> Result<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "{what}: {value} is out of range; use {min} to {max}"
+        )))
+    }
+}
+
+pub fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>> {
+    let mut scopes = raw
+        .iter()
+        .map(|s| Scope::parse(s.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    scopes.sort();
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(Error::usage(
+            "scopes: at least one scope is needed, e.g. users/read",
+        ));
+    }
+    let server = &scopes[0].server;
+    if let Some(other) = scopes.iter().find(|s| &s.server != server) {
+        return Err(Error::usage(format!(
+            "scope `{other}`: all scopes must belong to one resource server (`{server}` here)"
+        )));
+    }
+    Ok(scopes)
+}
+
+pub fn validate_stack(stack: &str) -> Result<()> {
+    let valid_chars = stack
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if stack.is_empty() || stack.len() > 32 || !valid_chars {
+        return Err(Error::usage(format!(
+            "stack name `{stack}`: use 1 to 32 characters of a-z, 0-9 and -"
+        )));
+    }
+    Ok(())
+}
+
+/// Cognito's rules for a prefix domain.
+pub fn validate_domain_prefix(prefix: &str, what: &str) -> Result<()> {
+    let bad = |why: &str| Error::usage(format!("{what} `{prefix}`: {why}"));
+    if prefix.is_empty() || prefix.len() > 63 {
+        return Err(bad("must be 1 to 63 characters"));
+    }
+    if !prefix
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(bad("only a-z, 0-9 and - are allowed"));
+    }
+    if prefix.starts_with('-') || prefix.ends_with('-') {
+        return Err(bad("must not start or end with a hyphen"));
+    }
+    for reserved in ["aws", "amazon", "cognito"] {
+        if prefix.contains(reserved) {
+            return Err(bad(&format!(
+                "must not contain `{reserved}` (reserved by AWS); choose another with --domain-prefix"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_region(region: &str) -> Result<()> {
+    // e.g. us-east-1, eu-central-2, us-gov-west-1, ap-southeast-4
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty();
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(format!(
+            "region `{region}`: not a region name; use one like us-east-1"
+        )))
+    }
+}
+
+fn validate_endpoint(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') => {
+            Ok(url.trim_end_matches('/').to_string())
+        }
+        _ => Err(Error::usage(format!(
+            "endpoint URL `{url}`: use http://HOST:PORT or https://HOST:PORT"
+        ))),
+    }
+}
+
+/// The default domain prefix: stable for one account, region and stack, and very
+/// likely free (prefixes are global per region).
+pub fn derived_domain_prefix(account: &str, region: &str, stack: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{account}/{region}/{stack}").as_bytes());
+    format!("{stack}-{}", &hex::encode(digest)[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_names_follow_the_contract() {
+        for ok in ["m2m-api", "a", "x1", &"a".repeat(32)] {
+            assert!(validate_stack(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "M2M", "a_b", "a.b", &"a".repeat(33), "café"] {
+            let err = validate_stack(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains("stack name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn domain_prefixes_follow_cognito_rules() {
+        assert!(validate_domain_prefix("m2m-api-1a2b3c4d", "p").is_ok());
+        let cases = [
+            ("", "1 to 63"),
+            (&"a".repeat(64) as &str, "1 to 63"),
+            ("Upper", "only a-z"),
+            ("under_score", "only a-z"),
+            ("-lead", "hyphen"),
+            ("trail-", "hyphen"),
+            ("my-aws-api", "`aws`"),
+            ("amazonish", "`amazon`"),
+            ("cognitoauth", "`cognito`"),
+        ];
+        for (prefix, why) in cases {
+            let err = validate_domain_prefix(prefix, "domain prefix").unwrap_err();
+            assert!(err.to_string().contains(why), "{prefix}: {err}");
+        }
+    }
+
+    #[test]
+    fn derived_prefix_is_stable_valid_and_differs_per_account_region_stack() {
+        let a = derived_domain_prefix("123456789012", "eu-west-1", "m2m-api");
+        assert_eq!(
+            a,
+            derived_domain_prefix("123456789012", "eu-west-1", "m2m-api")
+        );
+        assert!(a.starts_with("m2m-api-") && a.len() == "m2m-api-".len() + 8);
+        validate_domain_prefix(&a, "p").unwrap();
+        assert_ne!(
+            a,
+            derived_domain_prefix("123456789013", "eu-west-1", "m2m-api")
+        );
+        assert_ne!(
+            a,
+            derived_domain_prefix("123456789012", "eu-west-2", "m2m-api")
+        );
+        assert_ne!(
+            a,
+            derived_domain_prefix("123456789012", "eu-west-1", "other")
+        );
+    }
+
+    #[test]
+    fn regions_are_checked_for_shape() {
+        for ok in [
+            "us-east-1",
+            "eu-central-2",
+            "us-gov-west-1",
+            "ap-southeast-4",
+        ] {
+            validate_region(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "useast1",
+            "us-east",
+            "US-EAST-1",
+            "us-east-1a",
+            "moon-1",
+        ] {
+            assert!(validate_region(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn scopes_parse_sort_dedup_and_share_one_server() {
+        let s = parse_scopes(&[
+            "users/write".into(),
+            "users/read".into(),
+            "users/read".into(),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            ["users/read", "users/write"]
+        );
+        for bad in ["users", "/read", "users/", "us ers/read", "users/re ad"] {
+            assert!(parse_scopes(&[bad.to_string()]).is_err(), "{bad}");
+        }
+        let err = parse_scopes(&["users/read".into(), "orders/read".into()]).unwrap_err();
+        assert!(err.to_string().contains("one resource server"), "{err}");
+    }
+
+    #[test]
+    fn file_config_rejects_unknown_keys_and_flags_win() {
+        let err = toml::from_str::<FileConfig>("stak = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("stak"));
+        let file: FileConfig = toml::from_str(
+            "scopes = [\"users/read\", \"users/write\"]\n[handler]\nmemory_mb = 256\ntimeout_s = 20\n",
+        )
+        .unwrap();
+        let args = StackArgs {
+            memory: Some(512),
+            ..Default::default()
+        };
+        let d = resolve_desired(&args, &file).unwrap();
+        assert_eq!(d.memory_mb, 512, "flag beats file");
+        assert_eq!(d.timeout_s, 20, "file beats default");
+        assert_eq!(d.scopes.len(), 2);
+        assert_eq!(d.token_validity_min, DEFAULT_TOKEN_VALIDITY_MIN);
+        let err = resolve_desired(
+            &StackArgs {
+                memory: Some(64),
+                ..Default::default()
+            },
+            &file,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("memory"), "{err}");
+    }
+}

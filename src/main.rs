@@ -1,0 +1,72 @@
+//! provision: stand up, check and tear down a machine-to-machine OAuth2 API on AWS.
+//!
+//! `main` only parses, runs and prints the error; `run` returns the exit code.
+
+mod aws;
+mod cli;
+mod client;
+mod commands;
+mod config;
+mod errors;
+mod package;
+mod plan;
+mod report;
+mod resources;
+mod state;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, Format, StackArgs};
+use crate::errors::{Error, Result};
+
+fn main() {
+    let cli = Cli::parse();
+    let format = cli.output;
+    report::init(format == Format::Human, cli.verbose, cli.quiet);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    // For tests and audits (e.g. checking docs/iam-policy.json): every AWS operation sent.
+    if let Some(path) = std::env::var_os("PROVISION_CALL_LOG") {
+        let ops: String = aws::CallLog::global()
+            .operations()
+            .iter()
+            .map(|op| format!("{op}\n"))
+            .collect();
+        if let Err(e) = std::fs::write(&path, ops) {
+            eprintln!("warning: cannot write PROVISION_CALL_LOG file: {e}");
+        }
+    }
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let file = config::load_file(cli.config.as_deref())?;
+    let target = config::resolve_target(&cli, &file)?;
+    let desired_of = |args: &StackArgs| config::resolve_desired(args, &file);
+    let format = cli.output;
+    // Validate everything the command needs before starting the runtime.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the async runtime", e))?;
+    match &cli.command {
+        Command::Up(args) => {
+            let desired = desired_of(&args.stack)?;
+            runtime.block_on(commands::up(&target, &desired, args.dry_run, format))
+        }
+        Command::Status(args) => {
+            let desired = desired_of(args)?;
+            runtime.block_on(commands::status(&target, &desired, format))
+        }
+        Command::Down => runtime.block_on(commands::down(&target, format)),
+        Command::Outputs => commands::outputs(&target, format),
+        Command::Token => runtime.block_on(commands::token(&target, format)),
+        Command::Invoke(args) => runtime.block_on(commands::invoke(&target, args, format)),
+    }
+}

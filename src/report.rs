@@ -1,0 +1,293 @@
+//! Everything the user sees: progress on stderr while a command runs, and the result
+//! on stdout (human text, or exactly one JSON object with `-o json`).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::state::Outputs;
+
+/// 0: quiet, 1: normal, 2: -v, 3: -vv.
+static LEVEL: AtomicU8 = AtomicU8::new(1);
+static HUMAN: AtomicU8 = AtomicU8::new(1);
+
+pub fn init(human: bool, verbose: u8, quiet: bool) {
+    let level = if quiet { 0 } else { 1 + verbose.min(2) };
+    LEVEL.store(level, Ordering::Relaxed);
+    HUMAN.store(human as u8, Ordering::Relaxed);
+}
+
+fn level() -> u8 {
+    LEVEL.load(Ordering::Relaxed)
+}
+
+fn human() -> bool {
+    HUMAN.load(Ordering::Relaxed) == 1
+}
+
+/// A step worth telling at -v.
+pub fn info(msg: &str) {
+    if level() >= 2 {
+        eprintln!("  {msg}");
+    }
+}
+
+/// Request-level detail at -vv. Never pass it a secret.
+pub fn trace(msg: &str) {
+    if level() >= 3 {
+        eprintln!("    {msg}");
+    }
+}
+
+/// A warning: always shown unless -q.
+pub fn warn(msg: &str) {
+    if level() >= 1 {
+        eprintln!("warning: {msg}");
+    }
+}
+
+/// A line of progress for human output (also shown with -o json at -v).
+pub fn progress(msg: &str) {
+    if (human() && level() >= 1) || level() >= 2 {
+        eprintln!("{msg}");
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Created,
+    Updated,
+    Unchanged,
+    Adopted,
+    Deleted,
+    Absent,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Unchanged => "unchanged",
+            Action::Adopted => "adopted",
+            Action::Deleted => "deleted",
+            Action::Absent => "absent",
+        }
+    }
+    fn dry(self) -> &'static str {
+        match self {
+            Action::Created => "would create",
+            Action::Updated => "would update",
+            Action::Unchanged => "unchanged",
+            Action::Adopted => "would adopt",
+            Action::Deleted => "would delete",
+            Action::Absent => "absent",
+        }
+    }
+}
+
+/// What happened (or would happen, in a dry run) to one resource.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub kind: &'static str,
+    pub id: String,
+    pub action: Action,
+    /// The fields that differed (updates, drift).
+    pub changes: Vec<String>,
+    pub elapsed: Duration,
+}
+
+pub fn resource_line(done: &Done, dry_run: bool) {
+    let action = if dry_run {
+        done.action.dry()
+    } else {
+        done.action.as_str()
+    };
+    let mut line = format!("  {action:<13} {:<18} {}", done.kind, done.id);
+    if !done.changes.is_empty() {
+        line.push_str(&format!("  [{}]", done.changes.join(", ")));
+    }
+    if !dry_run && done.action != Action::Unchanged && done.action != Action::Absent {
+        line.push_str(&format!("  ({:.1}s)", done.elapsed.as_secs_f64()));
+    }
+    progress(&line);
+}
+
+/// The result of `up` or `down`.
+pub struct RunReport<'a> {
+    pub command: &'a str,
+    pub stack: &'a str,
+    pub region: &'a str,
+    pub resources: &'a [Done],
+    pub outputs: Option<&'a Outputs>,
+    pub api_calls: usize,
+    pub elapsed: Duration,
+    pub dry_run: bool,
+}
+
+impl RunReport<'_> {
+    pub fn json(&self) -> Value {
+        let mut v = json!({
+            "stack": self.stack,
+            "region": self.region,
+            "resources": self.resources.iter().map(|d| {
+                let mut r = json!({"kind": d.kind, "id": d.id, "action": d.action.as_str()});
+                if !d.changes.is_empty() {
+                    r["changes"] = json!(d.changes);
+                }
+                r
+            }).collect::<Vec<_>>(),
+            "outputs": self.outputs.map(|o| json!(o)).unwrap_or_else(|| json!({})),
+            "api_calls": self.api_calls,
+            "elapsed_ms": self.elapsed.as_millis() as u64,
+        });
+        if self.dry_run {
+            v["dry_run"] = json!(true);
+        }
+        v
+    }
+
+    pub fn human(&self) -> String {
+        let mut counts: Vec<(Action, usize)> = Vec::new();
+        for d in self.resources {
+            match counts.iter_mut().find(|(a, _)| *a == d.action) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((d.action, 1)),
+            }
+        }
+        let tally = counts
+            .iter()
+            .map(|(a, n)| format!("{n} {}", if self.dry_run { a.dry() } else { a.as_str() }))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = match (self.command, self.dry_run) {
+            (_, true) => format!("Plan for stack {} in {}", self.stack, self.region),
+            ("down", _) => format!("Stack {} is down in {}", self.stack, self.region),
+            _ => format!("Stack {} is up in {}", self.stack, self.region),
+        };
+        let mut out = format!(
+            "{what}: {tally} ({} AWS calls, {:.1}s)\n",
+            self.api_calls,
+            self.elapsed.as_secs_f64()
+        );
+        if let Some(o) = self.outputs {
+            out.push('\n');
+            out.push_str(&outputs_human(o));
+        }
+        out
+    }
+}
+
+pub fn outputs_human(o: &Outputs) -> String {
+    let rows = [
+        ("api_url", &o.api_url),
+        ("token_url", &o.token_url),
+        ("client_id", &o.client_id),
+        ("scope", &o.scope),
+        ("user_pool_id", &o.user_pool_id),
+        ("region", &o.region),
+        ("stack", &o.stack),
+    ];
+    rows.iter()
+        .map(|(k, v)| format!("  {k:<13} {v}\n"))
+        .collect()
+}
+
+/// Prints the command's result on stdout.
+pub fn emit_json(v: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+}
+
+pub fn emit_text(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "{s}");
+    if !s.ends_with('\n') {
+        let _ = writeln!(out);
+    }
+}
+
+/// `1970-01-01T00:00:00Z` from seconds since the epoch (UTC), without a date crate.
+pub fn utc_timestamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_iso() {
+        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(1_795_961_045), "2026-11-29T14:04:05Z");
+    }
+
+    #[test]
+    fn json_report_has_the_contract_keys() {
+        let done = [Done {
+            kind: "iam_role",
+            id: "s-handler".into(),
+            action: Action::Created,
+            changes: vec![],
+            elapsed: Duration::from_millis(5),
+        }];
+        let o = Outputs::default();
+        let r = RunReport {
+            command: "up",
+            stack: "s",
+            region: "us-east-1",
+            resources: &done,
+            outputs: Some(&o),
+            api_calls: 3,
+            elapsed: Duration::from_millis(1234),
+            dry_run: false,
+        };
+        let v = r.json();
+        for key in [
+            "stack",
+            "region",
+            "resources",
+            "outputs",
+            "api_calls",
+            "elapsed_ms",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        assert_eq!(v["resources"][0]["action"], "created");
+        assert_eq!(v["elapsed_ms"], 1234);
+        for key in [
+            "api_url",
+            "token_url",
+            "client_id",
+            "scope",
+            "user_pool_id",
+            "region",
+            "stack",
+        ] {
+            assert!(v["outputs"].get(key).is_some(), "{key}");
+        }
+    }
+}

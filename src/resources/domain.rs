@@ -1,0 +1,171 @@
+//! The user pool's prefix domain, which serves the hosted token endpoint.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_cognitoidentityprovider::types::DomainStatusType;
+
+use super::{Ctx, Handle};
+use crate::aws::{SdkFailure, SdkResultExt};
+use crate::errors::{AwsFailure, Error, Result};
+use crate::plan::{decide, Decision, DomainSettings};
+use crate::report;
+
+pub const KIND: &str = "user_pool_domain";
+
+const ACTIVE_BUDGET: Duration = Duration::from_secs(300);
+
+/// Who has the prefix: None when it is free.
+async fn owner(ctx: &Ctx<'_>, prefix: &str) -> Result<Option<(String, Option<DomainStatusType>)>> {
+    let out = ctx
+        .aws
+        .cognito
+        .describe_user_pool_domain()
+        .domain(prefix)
+        .send()
+        .await
+        .sdk()
+        .map_err(|e| {
+            e.fail(
+                format!("checking Cognito domain prefix {prefix}"),
+                "DescribeUserPoolDomain",
+            )
+        })?;
+    Ok(out.domain_description().and_then(|d| {
+        d.user_pool_id()
+            .filter(|id| !id.is_empty())
+            .map(|id| (id.to_string(), d.status().cloned()))
+    }))
+}
+
+fn taken(prefix: &str, by: &str) -> Error {
+    Error::usage(format!(
+        "domain prefix `{prefix}` is already used by another user pool ({by}); prefixes are unique per region across all AWS accounts: choose another with --domain-prefix"
+    ))
+}
+
+/// Before anything is created: the prefix must be free or already ours.
+pub async fn preflight(ctx: &Ctx<'_>, our_pool: Option<&str>) -> Result<()> {
+    match owner(ctx, ctx.domain_prefix).await? {
+        None => Ok(()),
+        Some((pool, _)) if Some(pool.as_str()) == our_pool => Ok(()),
+        Some((pool, _)) => Err(taken(ctx.domain_prefix, &pool)),
+    }
+}
+
+pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle, current: Option<&str>) -> Result<()> {
+    let started = Instant::now();
+    let prefix = ctx.domain_prefix;
+    let recorded = ctx.rec.get(KIND).is_some();
+    let want = DomainSettings {
+        prefix: prefix.to_string(),
+    };
+    let observed = current.map(|p| DomainSettings {
+        prefix: p.to_string(),
+    });
+    let decision = decide(&want, observed.as_ref());
+    if ctx.apply {
+        if let (Decision::Update(_), Some(old)) = (&decision, current) {
+            // A pool has at most one prefix domain, so the old one must go first.
+            report::info(&format!(
+                "replacing domain prefix {old} with {prefix} (a pool can have only one prefix domain)"
+            ));
+            delete(ctx, &pool.id, old).await?;
+        }
+        if decision != Decision::Unchanged {
+            create(ctx, &pool.id).await?;
+            ctx.rec.set(KIND, prefix)?;
+            wait_active(ctx, &pool.id).await?;
+        }
+        ctx.rec.set(KIND, prefix)?;
+    }
+    ctx.finish(KIND, prefix, &decision, recorded, started);
+    Ok(())
+}
+
+async fn create(ctx: &Ctx<'_>, pool_id: &str) -> Result<()> {
+    let prefix = ctx.domain_prefix;
+    let result = ctx
+        .aws
+        .cognito
+        .create_user_pool_domain()
+        .domain(prefix)
+        .user_pool_id(pool_id)
+        .send()
+        .await
+        .sdk();
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if already_exists(&e) => match owner(ctx, prefix).await? {
+            // An earlier attempt of ours went through after all.
+            Some((owner, _)) if owner == pool_id => Ok(()),
+            Some((owner, _)) => Err(taken(prefix, &owner)),
+            None => Err(e.fail(
+                format!("creating Cognito domain {prefix}"),
+                "CreateUserPoolDomain",
+            )),
+        },
+        Err(e) => Err(e.fail(
+            format!("creating Cognito domain {prefix}"),
+            "CreateUserPoolDomain",
+        )),
+    }
+}
+
+fn already_exists(e: &SdkFailure) -> bool {
+    e.is("InvalidParameterException") && e.message.to_lowercase().contains("already")
+}
+
+async fn wait_active(ctx: &Ctx<'_>, pool_id: &str) -> Result<()> {
+    let prefix = ctx.domain_prefix;
+    let started = Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match owner(ctx, prefix).await? {
+            Some((owner, status)) if owner == pool_id => {
+                if matches!(status, None | Some(DomainStatusType::Active)) {
+                    return Ok(());
+                }
+                if matches!(status, Some(DomainStatusType::Failed)) {
+                    return Err(domain_failure(prefix, "Cognito reports the domain FAILED"));
+                }
+            }
+            _ => {}
+        }
+        if started.elapsed() + delay > ACTIVE_BUDGET {
+            return Err(domain_failure(prefix, "not ACTIVE after 5 minutes"));
+        }
+        report::info(&format!("waiting for Cognito domain {prefix} to be ACTIVE"));
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn domain_failure(prefix: &str, message: &str) -> Error {
+    Error::Aws(AwsFailure {
+        doing: format!("waiting for Cognito domain {prefix}"),
+        operation: "DescribeUserPoolDomain",
+        code: None,
+        message: message.into(),
+        hint: Some("run `provision up` again; if it persists, try another --domain-prefix".into()),
+    })
+}
+
+pub async fn delete(ctx: &Ctx<'_>, pool_id: &str, prefix: &str) -> Result<bool> {
+    match ctx
+        .aws
+        .cognito
+        .delete_user_pool_domain()
+        .domain(prefix)
+        .user_pool_id(pool_id)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.fail(
+            format!("deleting Cognito domain {prefix}"),
+            "DeleteUserPoolDomain",
+        )),
+    }
+}

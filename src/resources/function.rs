@@ -1,0 +1,295 @@
+//! The Lambda function: `provided.al2023`, the handler zip as `bootstrap`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_lambda::client::Waiters;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{Architecture, FunctionCode, Runtime};
+
+use super::{check_owner, retry_while, Ctx, Handle, NEW, STACK_TAG};
+use crate::aws::{SdkFailure, SdkResultExt};
+use crate::errors::{Error, Result};
+use crate::plan::{decide, Decision, FunctionSettings};
+use crate::report;
+
+pub const KIND: &str = "lambda_function";
+pub const RUNTIME: &str = "provided.al2023";
+pub const HANDLER: &str = "bootstrap";
+
+/// How long to keep retrying while a new role cannot be assumed yet (IAM propagation).
+const ROLE_PROPAGATION_BUDGET: Duration = Duration::from_secs(90);
+/// How long to wait for the function to become Active or finish an update.
+const READY_BUDGET: Duration = Duration::from_secs(300);
+
+pub struct Found {
+    pub arn: String,
+    pub tags: HashMap<String, String>,
+    pub settings: FunctionSettings,
+}
+
+pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
+    let name = ctx.function_name();
+    match ctx
+        .aws
+        .lambda
+        .get_function()
+        .function_name(&name)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(out) => {
+            let Some(c) = out.configuration() else {
+                return Ok(None);
+            };
+            Ok(Some(Found {
+                arn: c.function_arn().unwrap_or_default().to_string(),
+                tags: out.tags().cloned().unwrap_or_default(),
+                settings: FunctionSettings {
+                    code_sha256: c.code_sha256().unwrap_or_default().to_string(),
+                    memory_mb: c.memory_size().unwrap_or_default(),
+                    timeout_s: c.timeout().unwrap_or_default(),
+                    runtime: c
+                        .runtime()
+                        .map(|r| r.as_str().to_string())
+                        .unwrap_or_default(),
+                    handler: c.handler().unwrap_or_default().to_string(),
+                    role_arn: c.role().unwrap_or_default().to_string(),
+                    architecture: c
+                        .architectures()
+                        .first()
+                        .map(|a| a.as_str().to_string())
+                        .unwrap_or_else(|| "x86_64".into()),
+                },
+            }))
+        }
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.fail(format!("reading Lambda function {name}"), "GetFunction")),
+    }
+}
+
+fn desired(ctx: &Ctx<'_>, role: &Handle, observed: Option<&FunctionSettings>) -> FunctionSettings {
+    FunctionSettings {
+        // Without a package (status without a handler build) the code is not compared.
+        code_sha256: match (ctx.package, observed) {
+            (Some(p), _) => p.code_sha256.clone(),
+            (None, Some(o)) => o.code_sha256.clone(),
+            (None, None) => String::new(),
+        },
+        memory_mb: ctx.desired.memory_mb,
+        timeout_s: ctx.desired.timeout_s,
+        runtime: RUNTIME.into(),
+        handler: HANDLER.into(),
+        role_arn: role.arn.clone(),
+        architecture: ctx.desired.architecture.as_str().into(),
+    }
+}
+
+fn architecture(ctx: &Ctx<'_>) -> Architecture {
+    Architecture::from(ctx.desired.architecture.as_str())
+}
+
+pub async fn ensure(ctx: &Ctx<'_>, role: &Handle) -> Result<Handle> {
+    let started = Instant::now();
+    let name = ctx.function_name();
+    let recorded = ctx.rec.get(KIND).is_some();
+    let found = find(ctx).await?;
+    if let Some(f) = &found {
+        check_owner(Some(&f.tags), ctx.stack, &format!("Lambda function {name}"))?;
+    }
+    let want = desired(ctx, role, found.as_ref().map(|f| &f.settings));
+    let decision = decide(&want, found.as_ref().map(|f| &f.settings));
+    let mut arn = found.as_ref().map(|f| f.arn.clone()).unwrap_or_else(|| {
+        format!(
+            "arn:{}:lambda:{}:{}:function:{name}",
+            ctx.partition, ctx.region, ctx.account
+        )
+    });
+    if ctx.apply {
+        let package = ctx
+            .package
+            .ok_or_else(|| Error::usage("handler package: none was built"))?;
+        match &decision {
+            Decision::Create => {
+                arn = create(ctx, &name, &want, &package.zip).await?;
+                ctx.rec.set(KIND, &name)?;
+                wait_active(ctx, &name).await?;
+            }
+            Decision::Update(fields) => {
+                if fields
+                    .iter()
+                    .any(|f| FunctionSettings::CODE_FIELDS.contains(f))
+                {
+                    ctx.aws
+                        .lambda
+                        .update_function_code()
+                        .function_name(&name)
+                        .zip_file(Blob::new(package.zip.clone()))
+                        .architectures(architecture(ctx))
+                        .send()
+                        .await
+                        .sdk()
+                        .map_err(|e| {
+                            e.fail(
+                                format!("updating the code of Lambda function {name}"),
+                                "UpdateFunctionCode",
+                            )
+                        })?;
+                    wait_updated(ctx, &name).await?;
+                }
+                if fields
+                    .iter()
+                    .any(|f| !FunctionSettings::CODE_FIELDS.contains(f))
+                {
+                    ctx.aws
+                        .lambda
+                        .update_function_configuration()
+                        .function_name(&name)
+                        .memory_size(want.memory_mb)
+                        .timeout(want.timeout_s)
+                        .runtime(Runtime::from(RUNTIME))
+                        .handler(HANDLER)
+                        .role(&want.role_arn)
+                        .send()
+                        .await
+                        .sdk()
+                        .map_err(|e| {
+                            e.fail(
+                                format!("updating the configuration of Lambda function {name}"),
+                                "UpdateFunctionConfiguration",
+                            )
+                        })?;
+                    wait_updated(ctx, &name).await?;
+                }
+                ctx.rec.set(KIND, &name)?;
+            }
+            Decision::Unchanged => ctx.rec.set(KIND, &name)?,
+        }
+    }
+    let fresh = found.is_none();
+    ctx.finish(KIND, &name, &decision, recorded, started);
+    let id = if fresh && !ctx.apply {
+        NEW.to_string()
+    } else {
+        name
+    };
+    Ok(Handle::new(id, arn, fresh))
+}
+
+async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, zip: &[u8]) -> Result<String> {
+    let attempt = || {
+        ctx.aws
+            .lambda
+            .create_function()
+            .function_name(name)
+            .runtime(Runtime::from(RUNTIME))
+            .handler(HANDLER)
+            .role(&want.role_arn)
+            .code(
+                FunctionCode::builder()
+                    .zip_file(Blob::new(zip.to_vec()))
+                    .build(),
+            )
+            .memory_size(want.memory_mb)
+            .timeout(want.timeout_s)
+            .architectures(architecture(ctx))
+            .description(format!("Handler of provision stack {}", ctx.stack))
+            .tags(STACK_TAG, ctx.tag_value())
+            .send()
+    };
+    let out = retry_while(
+        &format!("creating Lambda function {name}"),
+        ROLE_PROPAGATION_BUDGET,
+        || async { attempt().await.sdk() },
+        role_not_assumable_yet,
+    )
+    .await;
+    match out {
+        Ok(out) => Ok(out.function_arn().unwrap_or_default().to_string()),
+        // A previous attempt may have succeeded after all (its answer lost).
+        Err(e) if e.is("ResourceConflictException") => find(ctx)
+            .await?
+            .map(|f| f.arn)
+            .ok_or_else(|| e.fail(format!("creating Lambda function {name}"), "CreateFunction")),
+        Err(e) => {
+            let hint = role_not_assumable_yet(&e);
+            let mut err = e.fail(format!("creating Lambda function {name}"), "CreateFunction");
+            if hint {
+                if let Error::Aws(f) = &mut err {
+                    f.hint = Some("the new IAM role was still not usable by Lambda after 90 s; run `provision up` again".into());
+                }
+            }
+            Err(err)
+        }
+    }
+}
+
+/// IAM is eventually consistent: a role just made may not be assumable by Lambda for
+/// several seconds, and CreateFunction says so with this error.
+pub fn role_not_assumable_yet(e: &SdkFailure) -> bool {
+    e.is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
+}
+
+async fn wait_active(ctx: &Ctx<'_>, name: &str) -> Result<()> {
+    report::info(&format!("waiting for Lambda function {name} to be Active"));
+    ctx.aws
+        .lambda
+        .wait_until_function_active_v2()
+        .function_name(name)
+        .wait(READY_BUDGET)
+        .await
+        .map_err(|e| waiter_error(name, "to become Active", e))?;
+    Ok(())
+}
+
+async fn wait_updated(ctx: &Ctx<'_>, name: &str) -> Result<()> {
+    report::info(&format!(
+        "waiting for the update of Lambda function {name} to finish"
+    ));
+    ctx.aws
+        .lambda
+        .wait_until_function_updated_v2()
+        .function_name(name)
+        .wait(READY_BUDGET)
+        .await
+        .map_err(|e| waiter_error(name, "to finish its update", e))?;
+    Ok(())
+}
+
+fn waiter_error(name: &str, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Aws(crate::errors::AwsFailure {
+        doing: format!("waiting for Lambda function {name} {what}"),
+        operation: "GetFunction",
+        code: None,
+        message: e.to_string(),
+        hint: Some(
+            "look at the function in the Lambda console; run `provision up` again to retry".into(),
+        ),
+    })
+}
+
+pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
+    let name = ctx.function_name();
+    let Some(found) = find(ctx).await? else {
+        return Ok(false);
+    };
+    check_owner(
+        Some(&found.tags),
+        ctx.stack,
+        &format!("Lambda function {name}"),
+    )?;
+    match ctx
+        .aws
+        .lambda
+        .delete_function()
+        .function_name(&name)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.fail(format!("deleting Lambda function {name}"), "DeleteFunction")),
+    }
+}

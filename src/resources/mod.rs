@@ -1,0 +1,189 @@
+//! One module per resource kind: find (or adopt), create, update, delete.
+//!
+//! A resource module knows AWS and the plan, not the CLI or the output format: it
+//! reads what exists, asks `plan` what to do, does it (unless this is a dry run),
+//! records the result through the state `Recorder`, and reports a `Done`.
+
+pub mod app_client;
+pub mod authorizer;
+pub mod domain;
+pub mod function;
+pub mod methods;
+pub mod permission;
+pub mod resource_server;
+pub mod rest_api;
+pub mod role;
+pub mod stage;
+pub mod user_pool;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::aws::Aws;
+use crate::config::Desired;
+use crate::errors::{Error, Result};
+use crate::package::Package;
+use crate::plan::{self, Decision};
+use crate::report::{self, Done};
+use crate::state::Recorder;
+
+/// The tag that marks a resource as belonging to a stack.
+pub const STACK_TAG: &str = "provision:stack";
+
+/// Placeholder id of a resource a dry run would create.
+pub const NEW: &str = "(new)";
+
+/// The id to show: a resource that does not exist yet is shown by its name.
+pub fn shown(id: &str, name: &str) -> String {
+    if id == NEW {
+        name.to_string()
+    } else {
+        id.to_string()
+    }
+}
+
+/// Everything a resource module needs for one run.
+pub struct Ctx<'a> {
+    pub aws: &'a Aws,
+    pub stack: &'a str,
+    pub region: &'a str,
+    pub account: &'a str,
+    pub partition: &'static str,
+    pub desired: &'a Desired,
+    /// The domain prefix, resolved (given or derived).
+    pub domain_prefix: &'a str,
+    /// The handler package; `status` can run without one (then code is not compared).
+    pub package: Option<&'a Package>,
+    pub rec: &'a Recorder,
+    /// false: read and plan only (dry run, status).
+    pub apply: bool,
+    /// Show a line per resource as it is done.
+    pub show: bool,
+    pub done: Mutex<Vec<Done>>,
+}
+
+/// A resource that exists (or, in a dry run, would).
+#[derive(Debug, Clone)]
+pub struct Handle {
+    pub id: String,
+    pub arn: String,
+    /// Created in this run (or would be): nothing hangs off it yet, so its children
+    /// need no read to know they are absent.
+    pub fresh: bool,
+}
+
+impl Handle {
+    pub fn new(id: impl Into<String>, arn: impl Into<String>, fresh: bool) -> Self {
+        Handle {
+            id: id.into(),
+            arn: arn.into(),
+            fresh,
+        }
+    }
+}
+
+impl Ctx<'_> {
+    pub fn role_name(&self) -> String {
+        format!("{}-handler", self.stack)
+    }
+    pub fn function_name(&self) -> String {
+        format!("{}-handler", self.stack)
+    }
+    pub fn pool_name(&self) -> String {
+        format!("{}-pool", self.stack)
+    }
+    pub fn client_name(&self) -> String {
+        format!("{}-client", self.stack)
+    }
+    pub fn api_name(&self) -> String {
+        format!("{}-api", self.stack)
+    }
+    pub fn authorizer_name(&self) -> String {
+        format!("{}-authorizer", self.stack)
+    }
+
+    /// Records what was decided and done for one resource, and shows it.
+    pub fn finish(
+        &self,
+        kind: &'static str,
+        id: &str,
+        decision: &Decision,
+        recorded: bool,
+        started: Instant,
+    ) {
+        let done = Done {
+            kind,
+            id: id.to_string(),
+            action: plan::action(decision, recorded),
+            changes: plan::changes(decision),
+            elapsed: started.elapsed(),
+        };
+        if self.show {
+            report::resource_line(&done, !self.apply);
+        }
+        self.done.lock().expect("done").push(done);
+    }
+
+    pub fn tag_value(&self) -> &str {
+        self.stack
+    }
+}
+
+/// Refuses to adopt or delete a resource that is not tagged for this stack.
+pub fn check_owner(tags: Option<&HashMap<String, String>>, stack: &str, what: &str) -> Result<()> {
+    check_owner_value(
+        tags.and_then(|t| t.get(STACK_TAG)).map(String::as_str),
+        stack,
+        what,
+    )
+}
+
+pub fn check_owner_value(tag: Option<&str>, stack: &str, what: &str) -> Result<()> {
+    match tag {
+        Some(v) if v == stack => Ok(()),
+        Some(other) => Err(Error::usage(format!(
+            "{what} exists but belongs to stack `{other}` (tag {STACK_TAG}={other}); provision will not touch it: choose another --stack"
+        ))),
+        None => Err(Error::usage(format!(
+            "{what} exists but is not tagged {STACK_TAG}={stack}: it was not made by provision for this stack, so provision will not adopt or delete it; delete or rename it, or choose another --stack"
+        ))),
+    }
+}
+
+/// Retries `op` while `retryable` says so, with exponential backoff and jitter,
+/// for at most `budget` in total. For eventual consistency the SDK's own retries
+/// do not cover (a new IAM role Lambda cannot assume yet, API Gateway conflicts).
+pub async fn retry_while<T, F, Fut, E>(
+    what: &str,
+    budget: Duration,
+    mut op: F,
+    retryable: impl Fn(&E) -> bool,
+) -> std::result::Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, E>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match op().await {
+            Err(e) if retryable(&e) && started.elapsed() + delay < budget => {
+                report::info(&format!("{what}: not ready yet, retrying in {delay:?}"));
+                tokio::time::sleep(jitter(delay)).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Full jitter between half and all of `d`.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let fraction = 0.5 + (nanos % 1000) as f64 / 2000.0;
+    d.mul_f64(fraction)
+}

@@ -1,0 +1,109 @@
+//! The resource server that defines the scopes (`users` with `read` by default).
+
+use std::time::Instant;
+
+use aws_sdk_cognitoidentityprovider::types::ResourceServerScopeType;
+
+use super::{Ctx, Handle};
+use crate::aws::SdkResultExt;
+use crate::errors::Result;
+use crate::plan::{decide, Decision, ResourceServerSettings};
+
+pub const KIND: &str = "resource_server";
+
+async fn find(
+    ctx: &Ctx<'_>,
+    pool_id: &str,
+    identifier: &str,
+) -> Result<Option<ResourceServerSettings>> {
+    match ctx
+        .aws
+        .cognito
+        .describe_resource_server()
+        .user_pool_id(pool_id)
+        .identifier(identifier)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(out) => Ok(out.resource_server().map(|rs| {
+            let mut scopes: Vec<String> = rs
+                .scopes()
+                .iter()
+                .map(|s| s.scope_name().to_string())
+                .collect();
+            scopes.sort();
+            ResourceServerSettings { scopes }
+        })),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.fail(
+            format!("reading resource server {identifier}"),
+            "DescribeResourceServer",
+        )),
+    }
+}
+
+pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<()> {
+    let started = Instant::now();
+    let identifier = ctx.desired.resource_server().to_string();
+    let recorded = ctx.rec.get(KIND).as_deref() == Some(identifier.as_str());
+    let want = ResourceServerSettings {
+        scopes: ctx.desired.scope_names(),
+    };
+    let observed = if pool.fresh {
+        None
+    } else {
+        find(ctx, &pool.id, &identifier).await?
+    };
+    let decision = decide(&want, observed.as_ref());
+    if ctx.apply && decision != Decision::Unchanged {
+        let scopes: Vec<ResourceServerScopeType> = want
+            .scopes
+            .iter()
+            .map(|s| {
+                ResourceServerScopeType::builder()
+                    .scope_name(s)
+                    .scope_description(format!("{identifier}/{s}"))
+                    .build()
+                    .expect("scope has name and description")
+            })
+            .collect();
+        let (op, result) = if decision == Decision::Create {
+            (
+                "CreateResourceServer",
+                ctx.aws
+                    .cognito
+                    .create_resource_server()
+                    .user_pool_id(&pool.id)
+                    .identifier(&identifier)
+                    .name(&identifier)
+                    .set_scopes(Some(scopes))
+                    .send()
+                    .await
+                    .sdk()
+                    .map(|_| ()),
+            )
+        } else {
+            (
+                "UpdateResourceServer",
+                ctx.aws
+                    .cognito
+                    .update_resource_server()
+                    .user_pool_id(&pool.id)
+                    .identifier(&identifier)
+                    .name(&identifier)
+                    .set_scopes(Some(scopes))
+                    .send()
+                    .await
+                    .sdk()
+                    .map(|_| ()),
+            )
+        };
+        result.map_err(|e| e.fail(format!("writing resource server {identifier}"), op))?;
+    }
+    if ctx.apply {
+        ctx.rec.set(KIND, &identifier)?;
+    }
+    ctx.finish(KIND, &identifier, &decision, recorded, started);
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The REST API (API Gateway v1), regional.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType};
+
+use super::{check_owner, shown, Ctx, Handle, NEW, STACK_TAG};
+use crate::aws::SdkResultExt;
+use crate::errors::{Error, Result};
+use crate::plan::{decide, ApiSettings, Decision};
+
+pub const KIND: &str = "rest_api";
+
+pub struct Found {
+    pub id: String,
+    pub tags: HashMap<String, String>,
+    pub root_id: Option<String>,
+    pub settings: ApiSettings,
+}
+
+fn settings(types: &[EndpointType]) -> ApiSettings {
+    let mut endpoint_types: Vec<String> = types.iter().map(|t| t.as_str().to_string()).collect();
+    endpoint_types.sort();
+    ApiSettings { endpoint_types }
+}
+
+async fn get(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
+    match ctx
+        .aws
+        .apigw
+        .get_rest_api()
+        .rest_api_id(id)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(out) if out.name() == Some(ctx.api_name().as_str()) => Ok(Some(Found {
+            id: id.to_string(),
+            tags: out.tags().cloned().unwrap_or_default(),
+            root_id: out.root_resource_id().map(str::to_string),
+            settings: settings(
+                out.endpoint_configuration()
+                    .map(|c| c.types())
+                    .unwrap_or_default(),
+            ),
+        })),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.fail(format!("reading REST API {id}"), "GetRestApi")),
+    }
+}
+
+/// The API: by the recorded id, else by name (checking its tag).
+pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
+    if let Some(id) = ctx.rec.get(KIND) {
+        if let Some(found) = get(ctx, &id).await? {
+            return Ok(Some(found));
+        }
+    }
+    let name = ctx.api_name();
+    let mut position: Option<String> = None;
+    let mut ours = Vec::new();
+    loop {
+        let out = ctx
+            .aws
+            .apigw
+            .get_rest_apis()
+            .limit(500)
+            .set_position(position.clone())
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| e.fail(format!("looking for REST API {name}"), "GetRestApis"))?;
+        for api in out
+            .items()
+            .iter()
+            .filter(|a| a.name() == Some(name.as_str()))
+        {
+            let id = api.id().unwrap_or_default().to_string();
+            check_owner(api.tags(), ctx.stack, &format!("REST API {name} ({id})"))?;
+            ours.push(Found {
+                id,
+                tags: api.tags().cloned().unwrap_or_default(),
+                root_id: api.root_resource_id().map(str::to_string),
+                settings: settings(
+                    api.endpoint_configuration()
+                        .map(|c| c.types())
+                        .unwrap_or_default(),
+                ),
+            });
+        }
+        position = out.position().filter(|p| !p.is_empty()).map(str::to_string);
+        if position.is_none() {
+            break;
+        }
+    }
+    if ours.len() > 1 {
+        return Err(Error::usage(format!(
+            "found {} REST APIs named {name} tagged for this stack ({}); delete the extra ones, then run again",
+            ours.len(),
+            ours.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(ours.pop())
+}
+
+pub struct Api {
+    pub handle: Handle,
+    /// The id of `/`, when known without a read.
+    pub root_id: Option<String>,
+}
+
+pub async fn ensure(ctx: &Ctx<'_>) -> Result<Api> {
+    let started = Instant::now();
+    let name = ctx.api_name();
+    let recorded = ctx.rec.get(KIND).is_some();
+    let found = find(ctx).await?;
+    if let Some(f) = &found {
+        check_owner(
+            Some(&f.tags),
+            ctx.stack,
+            &format!("REST API {name} ({})", f.id),
+        )?;
+    }
+    let want = ApiSettings {
+        endpoint_types: vec![EndpointType::Regional.as_str().to_string()],
+    };
+    let decision = decide(&want, found.as_ref().map(|f| &f.settings));
+    let (id, root_id) = match (&decision, &found) {
+        (Decision::Create, _) if ctx.apply => {
+            let out = ctx
+                .aws
+                .apigw
+                .create_rest_api()
+                .name(&name)
+                .description(format!("API of provision stack {}", ctx.stack))
+                .endpoint_configuration(
+                    EndpointConfiguration::builder()
+                        .types(EndpointType::Regional)
+                        .build(),
+                )
+                .tags(STACK_TAG, ctx.tag_value())
+                .send()
+                .await
+                .sdk()
+                .map_err(|e| e.fail(format!("creating REST API {name}"), "CreateRestApi"))?;
+            let id = out.id().unwrap_or_default().to_string();
+            (id, out.root_resource_id().map(str::to_string))
+        }
+        (Decision::Create, _) => (NEW.to_string(), None),
+        (Decision::Update(_), Some(f)) if ctx.apply => {
+            return Err(Error::usage(format!(
+                "REST API {} is not REGIONAL ({}); provision does not change an API's endpoint type: delete it (`provision down`) and run `up` again",
+                f.id,
+                f.settings.endpoint_types.join(", ")
+            )));
+        }
+        (_, Some(f)) => (f.id.clone(), f.root_id.clone()),
+        (_, None) => unreachable!("only Create has nothing observed"),
+    };
+    if ctx.apply {
+        ctx.rec.set(KIND, &id)?;
+    }
+    ctx.finish(KIND, &shown(&id, &name), &decision, recorded, started);
+    Ok(Api {
+        handle: Handle::new(id.clone(), id, found.is_none()),
+        root_id,
+    })
+}
+
+pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
+    let attempt = || async {
+        ctx.aws
+            .apigw
+            .delete_rest_api()
+            .rest_api_id(id)
+            .send()
+            .await
+            .sdk()
+    };
+    // DeleteRestApi has a low account quota (about one per 30 s): keep trying for a while.
+    match super::retry_while(
+        &format!("deleting REST API {id}"),
+        std::time::Duration::from_secs(120),
+        attempt,
+        |e| e.is("TooManyRequestsException") || e.is("ConflictException"),
+    )
+    .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.fail(format!("deleting REST API {id}"), "DeleteRestApi")),
+    }
+}

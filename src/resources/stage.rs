@@ -1,0 +1,112 @@
+//! Deployment + stage `prod`: redeployed only when the API definition changed.
+//!
+//! The definition's hash is written into the deployment's description, so a run
+//! without a state file can tell as well as one with it whether `prod` is current.
+
+use std::time::{Duration, Instant};
+
+use super::{retry_while, Ctx, Handle};
+use crate::aws::SdkResultExt;
+use crate::errors::Result;
+use crate::plan::{decide, definition_from_description, Decision, StageSettings, DEFINITION_MARK};
+
+pub const KIND: &str = "stage";
+pub const STAGE: &str = "prod";
+
+/// API Gateway allows few CreateDeployment calls per account (e.g. one per 5 s):
+/// keep retrying throttling and conflicts for this long.
+const DEPLOY_BUDGET: Duration = Duration::from_secs(120);
+
+async fn observe(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<StageSettings>> {
+    let stage = match ctx
+        .aws
+        .apigw
+        .get_stage()
+        .rest_api_id(api_id)
+        .stage_name(STAGE)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(s) => s,
+        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) => {
+            return Err(e.fail(
+                format!("reading stage {STAGE} of REST API {api_id}"),
+                "GetStage",
+            ))
+        }
+    };
+    let Some(deployment_id) = stage.deployment_id() else {
+        return Ok(Some(StageSettings {
+            definition: String::new(),
+        }));
+    };
+    let description = match ctx
+        .aws
+        .apigw
+        .get_deployment()
+        .rest_api_id(api_id)
+        .deployment_id(deployment_id)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(d) => d.description().map(str::to_string),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            return Err(e.fail(
+                format!("reading deployment {deployment_id} of REST API {api_id}"),
+                "GetDeployment",
+            ))
+        }
+    };
+    Ok(Some(StageSettings {
+        definition: definition_from_description(description.as_deref()),
+    }))
+}
+
+pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()> {
+    let started = Instant::now();
+    let recorded = ctx.rec.get(KIND).is_some();
+    let want = StageSettings {
+        definition: definition.to_string(),
+    };
+    let observed = if api.fresh {
+        None
+    } else {
+        observe(ctx, &api.id).await?
+    };
+    let decision = decide(&want, observed.as_ref());
+    if ctx.apply && decision != Decision::Unchanged {
+        let description = format!("{DEFINITION_MARK}{definition}");
+        retry_while(
+            &format!("deploying REST API {} to stage {STAGE}", api.id),
+            DEPLOY_BUDGET,
+            || async {
+                ctx.aws
+                    .apigw
+                    .create_deployment()
+                    .rest_api_id(&api.id)
+                    .stage_name(STAGE)
+                    .description(&description)
+                    .send()
+                    .await
+                    .sdk()
+            },
+            |e| e.is("TooManyRequestsException") || e.is("ConflictException"),
+        )
+        .await
+        .map_err(|e| {
+            e.fail(
+                format!("deploying REST API {} to stage {STAGE}", api.id),
+                "CreateDeployment",
+            )
+        })?;
+    }
+    if ctx.apply {
+        ctx.rec.set(KIND, STAGE)?;
+    }
+    ctx.finish(KIND, STAGE, &decision, recorded, started);
+    Ok(())
+}

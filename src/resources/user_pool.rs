@@ -1,0 +1,209 @@
+//! The Cognito user pool: for machines, so sign-up is admin-only.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use aws_sdk_cognitoidentityprovider::types::AdminCreateUserConfigType;
+
+use super::{check_owner, shown, Ctx, Handle, NEW, STACK_TAG};
+use crate::aws::SdkResultExt;
+use crate::errors::{Error, Result};
+use crate::plan::{decide, Decision, PoolSettings};
+
+pub const KIND: &str = "user_pool";
+
+pub struct Found {
+    pub id: String,
+    pub arn: String,
+    pub tags: HashMap<String, String>,
+    /// The prefix domain attached to the pool, if any.
+    pub domain: Option<String>,
+    pub settings: PoolSettings,
+}
+
+async fn describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
+    match ctx
+        .aws
+        .cognito
+        .describe_user_pool()
+        .user_pool_id(id)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(out) => Ok(out.user_pool().map(|p| Found {
+            id: p.id().unwrap_or(id).to_string(),
+            arn: p.arn().unwrap_or_default().to_string(),
+            tags: p.user_pool_tags().cloned().unwrap_or_default(),
+            domain: p.domain().filter(|d| !d.is_empty()).map(str::to_string),
+            settings: PoolSettings {
+                admin_only_sign_up: p
+                    .admin_create_user_config()
+                    .map(|c| c.allow_admin_create_user_only())
+                    .unwrap_or(false),
+            },
+        })),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.fail(
+            format!("reading Cognito user pool {id}"),
+            "DescribeUserPool",
+        )),
+    }
+}
+
+/// The pool: by the recorded id, else by name (checking its tag).
+pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
+    if let Some(id) = ctx.rec.get(KIND) {
+        if let Some(found) = describe(ctx, &id).await? {
+            return Ok(Some(found));
+        }
+    }
+    let name = ctx.pool_name();
+    let mut ids = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = ctx
+            .aws
+            .cognito
+            .list_user_pools()
+            .max_results(60)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| {
+                e.fail(
+                    format!("looking for Cognito user pool {name}"),
+                    "ListUserPools",
+                )
+            })?;
+        ids.extend(
+            out.user_pools()
+                .iter()
+                .filter(|p| p.name() == Some(name.as_str()))
+                .filter_map(|p| p.id().map(str::to_string)),
+        );
+        token = out
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut ours = Vec::new();
+    for id in ids {
+        if let Some(found) = describe(ctx, &id).await? {
+            check_owner(
+                Some(&found.tags),
+                ctx.stack,
+                &format!("Cognito user pool {name} ({id})"),
+            )?;
+            ours.push(found);
+        }
+    }
+    if ours.len() > 1 {
+        return Err(Error::usage(format!(
+            "found {} Cognito user pools named {name} tagged for this stack ({}); delete the extra ones, then run again",
+            ours.len(),
+            ours.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(ours.pop())
+}
+
+pub struct Pool {
+    pub handle: Handle,
+    pub domain: Option<String>,
+}
+
+pub async fn ensure(ctx: &Ctx<'_>) -> Result<Pool> {
+    let started = Instant::now();
+    let name = ctx.pool_name();
+    let recorded = ctx.rec.get(KIND).is_some();
+    let found = find(ctx).await?;
+    if let Some(f) = &found {
+        check_owner(
+            Some(&f.tags),
+            ctx.stack,
+            &format!("Cognito user pool {name} ({})", f.id),
+        )?;
+    }
+    let want = PoolSettings {
+        admin_only_sign_up: true,
+    };
+    let decision = decide(&want, found.as_ref().map(|f| &f.settings));
+    let admin_only = AdminCreateUserConfigType::builder()
+        .allow_admin_create_user_only(true)
+        .build();
+    let (id, arn) = match (&decision, &found) {
+        (Decision::Create, _) if ctx.apply => {
+            let out = ctx
+                .aws
+                .cognito
+                .create_user_pool()
+                .pool_name(&name)
+                .admin_create_user_config(admin_only)
+                .user_pool_tags(STACK_TAG, ctx.tag_value())
+                .send()
+                .await
+                .sdk()
+                .map_err(|e| {
+                    e.fail(
+                        format!("creating Cognito user pool {name}"),
+                        "CreateUserPool",
+                    )
+                })?;
+            let pool = out.user_pool();
+            let id = pool.and_then(|p| p.id()).unwrap_or_default().to_string();
+            let arn = pool.and_then(|p| p.arn()).unwrap_or_default().to_string();
+            (id, arn)
+        }
+        (Decision::Create, _) => (NEW.to_string(), NEW.to_string()),
+        (Decision::Update(_), Some(f)) if ctx.apply => {
+            ctx.aws
+                .cognito
+                .update_user_pool()
+                .user_pool_id(&f.id)
+                .admin_create_user_config(admin_only)
+                .user_pool_tags(STACK_TAG, ctx.tag_value())
+                .send()
+                .await
+                .sdk()
+                .map_err(|e| {
+                    e.fail(
+                        format!("updating Cognito user pool {}", f.id),
+                        "UpdateUserPool",
+                    )
+                })?;
+            (f.id.clone(), f.arn.clone())
+        }
+        (_, Some(f)) => (f.id.clone(), f.arn.clone()),
+        (_, None) => unreachable!("only Create has nothing observed"),
+    };
+    if ctx.apply {
+        ctx.rec.set(KIND, &id)?;
+    }
+    ctx.finish(KIND, &shown(&id, &name), &decision, recorded, started);
+    Ok(Pool {
+        handle: Handle::new(id, arn, found.is_none()),
+        domain: found.and_then(|f| f.domain),
+    })
+}
+
+/// Deletes a pool found by `find` (its domain must be gone first, as AWS requires).
+pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
+    match ctx
+        .aws
+        .cognito
+        .delete_user_pool()
+        .user_pool_id(id)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.fail(format!("deleting Cognito user pool {id}"), "DeleteUserPool")),
+    }
+}

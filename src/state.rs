@@ -1,0 +1,428 @@
+//! The state file: what `provision` made, so the next run can find it fast.
+//!
+//! This module is the only one that reads or writes it. Writes are atomic (temp file,
+//! fsync, rename, fsync of the directory) and the file is never truncated in place:
+//! killed at any moment, the file on disk is either the old or the new version.
+//! It holds resource ids and settings, never a secret. Mode 0600.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errors::{Error, Result};
+
+pub const SCHEMA: u32 = 1;
+
+/// The stack's outputs, as printed by `up` and `outputs`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Outputs {
+    pub api_url: String,
+    pub token_url: String,
+    pub client_id: String,
+    pub scope: String,
+    pub user_pool_id: String,
+    pub region: String,
+    pub stack: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    pub schema: u32,
+    pub stack: String,
+    pub region: String,
+    /// Known once a run has asked STS; a file for another account is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
+    /// Resource kind → its id (name, ARN, pool id...), as recorded when made or adopted.
+    #[serde(default)]
+    pub resources: BTreeMap<String, String>,
+    /// Present after a successful `up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Outputs>,
+}
+
+impl StateFile {
+    pub fn new(stack: &str, region: &str, endpoint_url: Option<&str>) -> Self {
+        StateFile {
+            schema: SCHEMA,
+            stack: stack.to_string(),
+            region: region.to_string(),
+            account: None,
+            endpoint_url: endpoint_url.map(str::to_string),
+            resources: BTreeMap::new(),
+            outputs: None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.resources.get(key).map(String::as_str)
+    }
+}
+
+/// Reads the state file; `Ok(None)` when there is none. Anything unusable is an error
+/// (exit 2): we never guess, and never overwrite what we cannot read.
+pub fn load(path: &Path) -> Result<Option<StateFile>> {
+    let mut text = String::new();
+    match File::open(path) {
+        Ok(mut f) => f
+            .read_to_string(&mut text)
+            .map_err(|e| state_err(path, format!("cannot read it: {e}")))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(state_err(path, format!("cannot read it: {e}"))),
+    };
+    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        state_err(
+            path,
+            format!("not valid JSON ({e}); move it away if it is not provision's"),
+        )
+    })?;
+    match raw.get("schema").and_then(|s| s.as_u64()) {
+        Some(v) if v == SCHEMA as u64 => {}
+        Some(v) => {
+            return Err(state_err(
+                path,
+                format!("schema version {v} is not {SCHEMA}, the one this provision reads; use the provision version that wrote it"),
+            ))
+        }
+        None => {
+            return Err(state_err(
+                path,
+                "not a provision state file (no `schema`); move it away or use another --state-dir".into(),
+            ))
+        }
+    }
+    let state: StateFile = serde_json::from_value(raw)
+        .map_err(|e| state_err(path, format!("malformed ({e}); move it away and run again: `up` and `down` find the stack by its tags")))?;
+    Ok(Some(state))
+}
+
+/// Refuses a state file that belongs to another stack or region.
+pub fn check_matches(state: &StateFile, path: &Path, stack: &str, region: &str) -> Result<()> {
+    if state.stack != stack {
+        return Err(state_err(
+            path,
+            format!(
+                "it is for stack `{}`, not `{stack}`; use --stack {} or another --state-dir",
+                state.stack, state.stack
+            ),
+        ));
+    }
+    if state.region != region {
+        return Err(state_err(
+            path,
+            format!(
+                "it is for region {}, not {region}; pass --region {} or use another --state-dir",
+                state.region, state.region
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_account(state: &StateFile, path: &Path, account: &str) -> Result<()> {
+    match &state.account {
+        Some(a) if a != account => Err(state_err(
+            path,
+            format!(
+                "it is for AWS account {a}, but the credentials are for account {account}; use the right credentials or another --state-dir"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn state_err(path: &Path, message: String) -> Error {
+    Error::State {
+        path: path.display().to_string(),
+        message,
+    }
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
+    }
+    let tmp = tmp_path(path);
+    let result = (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = dir {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        Error::io(format!("writing state file {}", path.display()), e)
+    })
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
+}
+
+/// The state of one run: the file's path and its content, saved after each change.
+/// Shared by the concurrent chains of `up`; a dry run never writes.
+pub struct Recorder {
+    path: PathBuf,
+    inner: Mutex<StateFile>,
+    write: bool,
+}
+
+impl Recorder {
+    pub fn new(path: PathBuf, state: StateFile, write: bool) -> Self {
+        Recorder {
+            path,
+            inner: Mutex::new(state),
+            write,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.inner
+            .lock()
+            .expect("state lock")
+            .get(key)
+            .map(str::to_string)
+    }
+
+    /// Applies `change` and saves the file when it changed anything.
+    pub fn update(&self, change: impl FnOnce(&mut StateFile)) -> Result<()> {
+        let mut state = self.inner.lock().expect("state lock");
+        let before = state.clone();
+        change(&mut state);
+        if !self.write || *state == before {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec_pretty(&*state).expect("state serializes");
+        write_atomic(&self.path, &bytes)
+    }
+
+    pub fn set(&self, key: &str, id: &str) -> Result<()> {
+        self.update(|s| {
+            s.resources.insert(key.to_string(), id.to_string());
+        })
+    }
+
+    pub fn remove(&self, key: &str) -> Result<()> {
+        self.update(|s| {
+            s.resources.remove(key);
+        })
+    }
+
+    /// Deletes the file (after `down`).
+    pub fn delete_file(&self) -> Result<()> {
+        if !self.write {
+            return Ok(());
+        }
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(
+                format!("removing state file {}", self.path.display()),
+                e,
+            )),
+        }
+    }
+}
+
+/// An exclusive lock per stack, held for the whole run. The OS releases it when the
+/// process dies, so a lock left by a killed run never blocks the next one.
+pub struct StackLock {
+    _file: File,
+}
+
+impl StackLock {
+    pub fn acquire(path: &Path) -> Result<StackLock> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                let holder = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    holder.to_string()
+                };
+                return Err(Error::Locked(format!(
+                    "stack is locked by {holder} (lock file {}); wait for that run to finish",
+                    path.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", path.display()), e))
+            }
+        }
+        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
+        let host = fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "unknown host".into());
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let info = format!(
+            "pid {} on {host} since {} (unix time {since})",
+            std::process::id(),
+            crate::report::utc_timestamp(since)
+        );
+        let _ = file.set_len(0);
+        let _ = (&file).write_all(info.as_bytes());
+        let _ = file.sync_all();
+        Ok(StackLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StateFile {
+        let mut s = StateFile::new("m2m-api", "us-east-1", Some("http://127.0.0.1:4566"));
+        s.account = Some("000000000000".into());
+        s.resources
+            .insert("user_pool".into(), "us-east-1_abc".into());
+        s.outputs = Some(Outputs {
+            api_url: "http://x/".into(),
+            stack: "m2m-api".into(),
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn round_trip_and_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/m2m-api.json");
+        let rec = Recorder::new(
+            path.clone(),
+            StateFile::new("m2m-api", "us-east-1", None),
+            true,
+        );
+        let s = sample();
+        rec.update(|st| *st = s.clone()).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(loaded, s);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn atomic_replace_leaves_no_temp_file_and_replaces_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        write_atomic(&path, b"{\"schema\":1,\"stack\":\"a\",\"region\":\"us-east-1\",\"resources\":{\"x\":\"a-very-long-id-that-is-longer\"}}").unwrap();
+        write_atomic(
+            &path,
+            b"{\"schema\":1,\"stack\":\"a\",\"region\":\"us-east-1\"}",
+        )
+        .unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "{\"schema\":1,\"stack\":\"a\",\"region\":\"us-east-1\"}"
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["s.json"]);
+    }
+
+    #[test]
+    fn unusable_files_are_refused_with_exit_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        assert!(load(&path).unwrap().is_none());
+        for (content, says) in [
+            ("not json", "not valid JSON"),
+            ("{\"hello\": 1}", "not a provision state file"),
+            ("{\"schema\": 99, \"stack\": \"a\"}", "schema version 99"),
+            ("{\"schema\": 1, \"stack\": 5}", "malformed"),
+        ] {
+            fs::write(&path, content).unwrap();
+            let err = load(&path).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(says), "{content}: {err}");
+        }
+    }
+
+    #[test]
+    fn foreign_stack_region_or_account_is_refused() {
+        let s = sample();
+        let p = Path::new("s.json");
+        assert!(check_matches(&s, p, "m2m-api", "us-east-1").is_ok());
+        assert!(check_matches(&s, p, "other", "us-east-1")
+            .unwrap_err()
+            .to_string()
+            .contains("stack `m2m-api`"));
+        assert!(check_matches(&s, p, "m2m-api", "eu-west-1")
+            .unwrap_err()
+            .to_string()
+            .contains("--region us-east-1"));
+        assert!(check_account(&s, p, "000000000000").is_ok());
+        assert!(check_account(&s, p, "123456789012").is_err());
+    }
+
+    #[test]
+    fn dry_recorder_never_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.json");
+        let rec = Recorder::new(path.clone(), sample(), false);
+        rec.set("rest_api", "abc").unwrap();
+        assert!(!path.exists());
+        assert_eq!(rec.get("rest_api").as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn second_lock_fails_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.lock");
+        let first = StackLock::acquire(&path).unwrap();
+        let err = StackLock::acquire(&path)
+            .err()
+            .expect("second lock must fail");
+        assert_eq!(err.exit_code(), 4);
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        StackLock::acquire(&path).expect("free again once released");
+    }
+}

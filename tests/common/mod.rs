@@ -1,0 +1,386 @@
+//! The integration-test harness: one MiniStack per test binary on a free loopback
+//! port, reset before each test; the real `provision` binary; and SDK clients of our
+//! own to check independently what exists.
+//!
+//! Tests in one binary share the emulator, so they take turns (`Harness::new` holds a
+//! lock for the test's lifetime) and each starts from an empty emulator.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use serde_json::Value;
+
+pub const STACK: &str = "it-stack";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Emulator {
+    pub url: String,
+    pub workdir: PathBuf,
+    /// The runner stops MiniStack itself when this test binary exits.
+    _runner: Mutex<std::process::Child>,
+}
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+static TURN: Mutex<()> = Mutex::new(());
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a loopback port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn venv() -> PathBuf {
+    let out = Command::new(repo_root().join("scripts/ministack-venv"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run scripts/ministack-venv");
+    assert!(out.status.success(), "scripts/ministack-venv failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn http(method: &str, url: &str) -> Option<u16> {
+    // A tiny HTTP/1.0 client: enough for the emulator's health and reset calls.
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut s = std::net::TcpStream::connect(host).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    buf.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn start_emulator() -> Emulator {
+    let venv = venv();
+    let port = free_port();
+    let workdir =
+        std::env::temp_dir().join(format!("provision-ministack-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&workdir).unwrap();
+    let runner = Command::new(venv.join("bin/python"))
+        .arg(repo_root().join("scripts/ministack_serve.py"))
+        .arg(port.to_string())
+        .arg(std::process::id().to_string())
+        .arg(&workdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start MiniStack");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http("GET", &format!("{url}/_ministack/health")) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "MiniStack did not answer on {url} within 60 s; see {}/ministack.log",
+            workdir.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Emulator {
+        url,
+        workdir,
+        _runner: Mutex::new(runner),
+    }
+}
+
+pub fn emulator() -> &'static Emulator {
+    EMULATOR.get_or_init(start_emulator)
+}
+
+/// The handler binary the tests ship (a host build, as the emulator runs it locally).
+pub fn handler_binary() -> PathBuf {
+    let path = repo_root().join("target/debug/handler");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first with `cargo build -p handler` (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// One test's view: its turn on the emulator, a fresh state directory, helpers.
+pub struct Harness {
+    _turn: MutexGuard<'static, ()>,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub stack: String,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let emulator = emulator();
+        assert_eq!(
+            http("POST", &format!("{}/_ministack/reset", emulator.url)),
+            Some(200),
+            "resetting MiniStack"
+        );
+        Harness {
+            _turn: turn,
+            url: emulator.url.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            stack: STACK.to_string(),
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir().join(format!("{}.json", self.stack))
+    }
+
+    /// Where the binary writes the AWS operations it sent (see PROVISION_CALL_LOG).
+    pub fn call_log(&self) -> PathBuf {
+        self.dir.path().join("calls.log")
+    }
+
+    /// `provision` with the test environment: emulator endpoint, test credentials,
+    /// no instance-metadata lookups, this test's state directory and stack.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_provision"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_ENDPOINT_URL", &self.url)
+            .env("PROVISION_STATE_DIR", self.state_dir())
+            .env("PROVISION_STACK", &self.stack)
+            .env("PROVISION_HANDLER", handler_binary())
+            .env("PROVISION_CALL_LOG", self.call_log())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let _ = std::fs::remove_file(self.call_log());
+        let output = self.command().args(args).output().expect("run provision");
+        Run::from(output, args, &self.call_log())
+    }
+
+    /// Runs and insists on exit 0.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(r.code, 0, "provision {args:?} failed:\n{}", r.describe());
+        r
+    }
+
+    /// `-o json` run, parsed; insists on exit 0.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        self.ok(&all).json()
+    }
+
+    pub async fn aws(&self) -> Sdk {
+        Sdk::new(&self.url).await
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// The AWS operations the run sent, as `service:Operation`.
+    pub calls: Vec<String>,
+    args: Vec<String>,
+}
+
+impl Run {
+    fn from(o: Output, args: &[&str], log: &Path) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            calls: std::fs::read_to_string(log)
+                .map(|s| {
+                    s.lines()
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout of {:?} is not one JSON object ({e}):\n{}",
+                self.args,
+                self.describe()
+            )
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// The calls that change something (anything but Get/List/Describe reads).
+    pub fn writes(&self) -> Vec<&String> {
+        self.calls
+            .iter()
+            .filter(|c| {
+                let op = c.split(':').nth(1).unwrap_or("");
+                !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
+            })
+            .collect()
+    }
+}
+
+/// `{kind/id: action}` of an `up`/`down` JSON report.
+pub fn actions(report: &Value) -> Vec<(String, String, String)> {
+    report["resources"]
+        .as_array()
+        .expect("resources array")
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["id"].as_str().unwrap().to_string(),
+                r["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// SDK clients of the test's own, for independent checks.
+pub struct Sdk {
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub cognito: aws_sdk_cognitoidentityprovider::Client,
+    pub apigw: aws_sdk_apigateway::Client,
+}
+
+impl Sdk {
+    pub async fn new(url: &str) -> Sdk {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .load()
+            .await;
+        Sdk {
+            iam: aws_sdk_iam::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
+            cognito: aws_sdk_cognitoidentityprovider::Client::new(&config),
+            apigw: aws_sdk_apigateway::Client::new(&config),
+        }
+    }
+
+    pub async fn role_names(&self) -> Vec<String> {
+        let out = self.iam.list_roles().send().await.unwrap();
+        out.roles()
+            .iter()
+            .map(|r| r.role_name().to_string())
+            .collect()
+    }
+
+    pub async fn function_names(&self) -> Vec<String> {
+        let out = self.lambda.list_functions().send().await.unwrap();
+        out.functions()
+            .iter()
+            .filter_map(|f| f.function_name().map(str::to_string))
+            .collect()
+    }
+
+    /// (id, name) of every user pool.
+    pub async fn pools(&self) -> Vec<(String, String)> {
+        let out = self
+            .cognito
+            .list_user_pools()
+            .max_results(60)
+            .send()
+            .await
+            .unwrap();
+        out.user_pools()
+            .iter()
+            .map(|p| {
+                (
+                    p.id().unwrap().to_string(),
+                    p.name().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// (id, name) of every REST API.
+    pub async fn apis(&self) -> Vec<(String, String)> {
+        let out = self.apigw.get_rest_apis().limit(500).send().await.unwrap();
+        out.items()
+            .iter()
+            .map(|a| {
+                (
+                    a.id().unwrap().to_string(),
+                    a.name().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn clients(&self, pool_id: &str) -> Vec<(String, String)> {
+        let out = self
+            .cognito
+            .list_user_pool_clients()
+            .user_pool_id(pool_id)
+            .max_results(60)
+            .send()
+            .await
+            .unwrap();
+        out.user_pool_clients()
+            .iter()
+            .map(|c| {
+                (
+                    c.client_id().unwrap().to_string(),
+                    c.client_name().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Nothing of any stack is left in the emulator.
+    pub async fn assert_empty(&self) {
+        assert_eq!(self.role_names().await, Vec::<String>::new(), "roles left");
+        assert_eq!(
+            self.function_names().await,
+            Vec::<String>::new(),
+            "functions left"
+        );
+        assert_eq!(
+            self.pools().await,
+            Vec::<(String, String)>::new(),
+            "user pools left"
+        );
+        assert_eq!(
+            self.apis().await,
+            Vec::<(String, String)>::new(),
+            "REST APIs left"
+        );
+    }
+}
