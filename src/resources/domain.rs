@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cognitoidentityprovider::types::DomainStatusType;
 
-use super::{Ctx, Handle};
+use super::{user_pool, Ctx, Handle};
 use crate::aws::{SdkFailure, SdkResultExt};
 use crate::errors::{AwsFailure, Error, Result};
 use crate::plan::{decide, Decision, DomainSettings};
@@ -43,11 +43,13 @@ fn taken(prefix: &str, by: &str) -> Error {
     ))
 }
 
-/// Before anything is created: the prefix must be free or already ours.
+/// Before anything is created: the prefix must be free or already ours (the
+/// recorded pool, or, without a state file, a pool tagged for this stack).
 pub async fn preflight(ctx: &Ctx<'_>, our_pool: Option<&str>) -> Result<()> {
     match owner(ctx, ctx.domain_prefix).await? {
         None => Ok(()),
         Some((pool, _)) if Some(pool.as_str()) == our_pool => Ok(()),
+        Some((pool, _)) if our_pool.is_none() && user_pool::is_ours(ctx, &pool).await? => Ok(()),
         Some((pool, _)) => Err(taken(ctx.domain_prefix, &pool)),
     }
 }

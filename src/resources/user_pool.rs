@@ -14,6 +14,7 @@ pub const KIND: &str = "user_pool";
 
 pub struct Found {
     pub id: String,
+    pub name: String,
     pub arn: String,
     pub tags: HashMap<String, String>,
     /// The prefix domain attached to the pool, if any.
@@ -33,6 +34,7 @@ async fn describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
     {
         Ok(out) => Ok(out.user_pool().map(|p| Found {
             id: p.id().unwrap_or(id).to_string(),
+            name: p.name().unwrap_or_default().to_string(),
             arn: p.arn().unwrap_or_default().to_string(),
             tags: p.user_pool_tags().cloned().unwrap_or_default(),
             domain: p.domain().filter(|d| !d.is_empty()).map(str::to_string),
@@ -49,6 +51,13 @@ async fn describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
             "DescribeUserPool",
         )),
     }
+}
+
+/// Whether a pool (of this account) is this stack's: its name and tag say so.
+pub async fn is_ours(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
+    Ok(describe(ctx, id).await?.is_some_and(|p| {
+        p.name == ctx.pool_name() && p.tags.get(STACK_TAG).map(String::as_str) == Some(ctx.stack)
+    }))
 }
 
 /// The pool: by the recorded id, else by name (checking its tag).
