@@ -24,6 +24,8 @@ const READY_BUDGET: Duration = Duration::from_secs(300);
 
 pub struct Found {
     pub arn: String,
+    /// Active, and no update in progress: safe to change or to attach a permission to.
+    pub ready: bool,
     pub tags: HashMap<String, String>,
     pub settings: FunctionSettings,
 }
@@ -43,7 +45,11 @@ pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
             let Some(c) = out.configuration() else {
                 return Ok(None);
             };
+            use aws_sdk_lambda::types::{LastUpdateStatus, State};
+            let ready = matches!(c.state(), None | Some(State::Active))
+                && !matches!(c.last_update_status(), Some(LastUpdateStatus::InProgress));
             Ok(Some(Found {
+                ready,
                 arn: c.function_arn().unwrap_or_default().to_string(),
                 tags: out.tags().cloned().unwrap_or_default(),
                 settings: FunctionSettings {
@@ -110,6 +116,10 @@ pub async fn ensure(ctx: &Ctx<'_>, role: &Handle) -> Result<Handle> {
         let package = ctx
             .package
             .ok_or_else(|| Error::usage("handler package: none was built"))?;
+        // An earlier run may have been stopped while the function was still settling.
+        if found.as_ref().is_some_and(|f| !f.ready) {
+            wait_updated(ctx, &name).await?;
+        }
         match &decision {
             Decision::Create => {
                 arn = create(ctx, &name, &want, &package.zip).await?;

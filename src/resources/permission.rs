@@ -117,7 +117,7 @@ pub async fn ensure(ctx: &Ctx<'_>, function: &Handle, api: &Handle) -> Result<()
             match added {
                 Ok(_) => {}
                 // Our own statement already there (an earlier answer was lost): done.
-                Err(e) if e.is("ResourceConflictException") && observed.is_none() => {}
+                Err(e) if statement_exists(&e) && observed.is_none() => {}
                 Err(e) => {
                     return Err(e.fail(
                         format!("allowing API {} to invoke Lambda function {name}", api.id),
@@ -130,6 +130,12 @@ pub async fn ensure(ctx: &Ctx<'_>, function: &Handle, api: &Handle) -> Result<()
     }
     ctx.finish(KIND, STATEMENT_ID, &decision, recorded, started);
     Ok(())
+}
+
+/// AddPermission's answer when the statement id is taken. (The same error code also
+/// means "the function is busy", which is not done at all.)
+pub fn statement_exists(e: &crate::aws::SdkFailure) -> bool {
+    e.is("ResourceConflictException") && e.message.contains("already exists")
 }
 
 /// Removes our statement; false when it was not there.

@@ -140,6 +140,71 @@ impl Harness {
         }
     }
 
+    /// Back to an empty emulator and no state, within the same test.
+    pub fn reset(&self) {
+        assert_eq!(
+            http("POST", &format!("{}/_ministack/reset", self.url)),
+            Some(200),
+            "resetting MiniStack"
+        );
+        let _ = std::fs::remove_dir_all(self.state_dir());
+    }
+
+    /// `provision` sending its AWS calls through `proxy` instead.
+    pub fn command_via(&self, proxy: &proxy::Proxy) -> Command {
+        let mut c = self.command();
+        c.env("AWS_ENDPOINT_URL", &proxy.url);
+        c
+    }
+
+    pub fn run_via(&self, proxy: &proxy::Proxy, args: &[&str]) -> Run {
+        let _ = std::fs::remove_file(self.call_log());
+        let output = self
+            .command_via(proxy)
+            .args(args)
+            .output()
+            .expect("run provision");
+        Run::from(output, args, &self.call_log())
+    }
+
+    /// Exactly one of each resource of the stack exists, and the API answers.
+    pub async fn assert_one_stack(&self) {
+        let sdk = self.aws().await;
+        assert_eq!(sdk.role_names().await.len(), 1, "roles");
+        assert_eq!(sdk.function_names().await.len(), 1, "functions");
+        let pools = sdk.pools().await;
+        assert_eq!(pools.len(), 1, "pools: {pools:?}");
+        assert_eq!(sdk.clients(&pools[0].0).await.len(), 1, "app clients");
+        let pool = sdk
+            .cognito
+            .describe_user_pool()
+            .user_pool_id(&pools[0].0)
+            .send()
+            .await
+            .unwrap();
+        assert!(pool.user_pool().unwrap().domain().is_some(), "domain");
+        let apis = sdk.apis().await;
+        assert_eq!(apis.len(), 1, "APIs: {apis:?}");
+        let auth = sdk
+            .apigw
+            .get_authorizers()
+            .rest_api_id(&apis[0].0)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(auth.items().len(), 1, "authorizers");
+        let res = sdk
+            .apigw
+            .get_resources()
+            .rest_api_id(&apis[0].0)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.items().len(), 2, "API resources");
+        let call = self.json(&["invoke"]);
+        assert_eq!(call["status"], 200, "{call}");
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
@@ -384,3 +449,4 @@ impl Sdk {
         );
     }
 }
+pub mod proxy;

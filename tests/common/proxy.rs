@@ -1,0 +1,330 @@
+//! A test-only HTTP proxy between `provision` and the emulator, on loopback.
+//!
+//! It forwards each request (one upstream connection per request) and can:
+//! - add latency to every request;
+//! - answer a share of requests with each service's real throttling shape, or 500/503,
+//!   deterministically (seeded) and never more than twice in a row for the same request,
+//!   or every request of one service (to exhaust the client's retries);
+//! - hold the answer of the k-th request after the emulator has done it, so the test
+//!   can kill the client at that exact point (the "answer lost" crash).
+//!
+//! It runs on a runtime of its own, so tests may block while it works.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Share of requests (0.0 to 1.0) answered with a fault instead of forwarded.
+    pub rate: f64,
+    /// Seed of the choice.
+    pub seed: u64,
+    /// Every request to this service (as signed: iam, lambda, cognito-idp, apigateway) fails.
+    pub always: Option<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    upstream: String,
+    latency: Mutex<Duration>,
+    faults: Mutex<Faults>,
+    /// Hold the answer of the request with this 1-based number.
+    hold_at: Mutex<Option<usize>>,
+    count: AtomicUsize,
+    faults_sent: AtomicUsize,
+    held: watch::Sender<bool>,
+    release: Notify,
+    streaks: Mutex<HashMap<u64, u32>>,
+    rng: Mutex<u64>,
+}
+
+pub struct Proxy {
+    pub url: String,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    /// Starts a proxy in front of `upstream` (e.g. http://127.0.0.1:4566).
+    pub fn start(upstream: &str) -> Proxy {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let (held, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            upstream,
+            held,
+            ..Default::default()
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let s = shared.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap().port()).unwrap();
+                loop {
+                    let Ok((conn, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let s = s.clone();
+                    tokio::spawn(async move {
+                        let _ = serve(conn, s).await;
+                    });
+                }
+            });
+        });
+        let port = rx.recv().unwrap();
+        Proxy {
+            url: format!("http://127.0.0.1:{port}"),
+            shared,
+        }
+    }
+
+    pub fn set_latency(&self, d: Duration) {
+        *self.shared.latency.lock().unwrap() = d;
+    }
+
+    pub fn set_faults(&self, f: Faults) {
+        *self.shared.rng.lock().unwrap() = f.seed.max(1);
+        self.shared.streaks.lock().unwrap().clear();
+        *self.shared.faults.lock().unwrap() = f;
+    }
+
+    /// Holds the answer of the `k`-th request from now on (1-based).
+    pub fn hold_at(&self, k: usize) {
+        self.shared.count.store(0, Ordering::SeqCst);
+        self.shared.held.send_replace(false);
+        *self.shared.hold_at.lock().unwrap() = Some(k);
+    }
+
+    pub fn reset_count(&self) {
+        self.shared.count.store(0, Ordering::SeqCst);
+    }
+
+    /// Requests seen since the last reset.
+    pub fn count(&self) -> usize {
+        self.shared.count.load(Ordering::SeqCst)
+    }
+
+    pub fn faults_sent(&self) -> usize {
+        self.shared.faults_sent.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the held request has been done upstream (true), or `timeout` (false).
+    pub fn wait_held(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut rx = self.shared.held.subscribe();
+        while std::time::Instant::now() < deadline {
+            if *rx.borrow_and_update() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// Lets a held answer go, and stops holding.
+    pub fn release(&self) {
+        *self.shared.hold_at.lock().unwrap() = None;
+        self.shared.release.notify_waiters();
+    }
+}
+
+/// Reads one HTTP/1.1 request (head + Content-Length body). None at EOF.
+async fn read_request(
+    conn: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let length = header(&head, "content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            assert!(
+                header(&head, "transfer-encoding").is_none(),
+                "the test proxy does not handle chunked requests"
+            );
+            while buf.len() < end + 4 + length {
+                let mut chunk = [0u8; 65536];
+                let n = conn.read(&mut chunk).await?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[end + 4..end + 4 + length].to_vec();
+            buf.drain(..end + 4 + length);
+            return Ok(Some((head, body)));
+        }
+        let mut chunk = [0u8; 65536];
+        let n = conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// The service a request is signed for: `Credential=KEY/DATE/REGION/SERVICE/aws4_request`.
+fn service(head: &str) -> String {
+    header(head, "authorization")
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').nth(3))
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn fault_response(service: &str, kind: u64) -> Vec<u8> {
+    let (status, headers, body): (&str, &str, String) = match (kind % 4, service) {
+        (0, _) => ("500 Internal Server Error", "Content-Type: application/json\r\n", "{\"message\":\"injected internal error\"}".into()),
+        (1, _) => ("503 Service Unavailable", "Content-Type: application/json\r\n", "{\"message\":\"injected unavailable\"}".into()),
+        (_, "iam") | (_, "sts") => (
+            "400 Bad Request",
+            "Content-Type: text/xml\r\n",
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>injected</RequestId></ErrorResponse>".into(),
+        ),
+        (_, "cognito-idp") => (
+            "400 Bad Request",
+            "Content-Type: application/x-amz-json-1.1\r\n",
+            "{\"__type\":\"TooManyRequestsException\",\"message\":\"Too many requests\"}".into(),
+        ),
+        (_, "lambda") => (
+            "429 Too Many Requests",
+            "Content-Type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\n",
+            "{\"Type\":\"User\",\"Reason\":\"CallerRateLimitExceeded\",\"message\":\"Rate exceeded\"}".into(),
+        ),
+        _ => (
+            "429 Too Many Requests",
+            "Content-Type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\n",
+            "{\"message\":\"Too Many Requests\"}".into(),
+        ),
+    };
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nx-amzn-RequestId: injected\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The response with `Connection: close`: one request per client connection, so the
+/// client never reuses a connection this proxy is about to close.
+fn closing(response: &[u8]) -> Vec<u8> {
+    let end = find(response, b"\r\n\r\n").unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..end]);
+    let mut out = String::new();
+    for (i, line) in head.lines().enumerate() {
+        if i > 0 && line.to_ascii_lowercase().starts_with("connection:") {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(response.get(end + 4..).unwrap_or_default());
+    bytes
+}
+
+fn next_random(state: &Mutex<u64>) -> u64 {
+    // xorshift64*: deterministic for one seed.
+    let mut s = state.lock().unwrap();
+    let mut x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    x.wrapping_mul(0x2545F4914F6CDD1D)
+}
+
+fn request_key(head: &str, body: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    head.lines().next().hash(&mut h);
+    header(head, "x-amz-target").hash(&mut h);
+    body.hash(&mut h);
+    h.finish()
+}
+
+async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let Some((head, body)) = read_request(&mut conn, &mut buf).await? else {
+        return Ok(());
+    };
+    {
+        let n = s.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let latency = *s.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let svc = service(&head);
+        let faults = s.faults.lock().unwrap().clone();
+        let key = request_key(&head, &body);
+        let fault = if faults.always.as_deref() == Some(svc.as_str()) {
+            Some(next_random(&s.rng))
+        } else if faults.rate > 0.0 {
+            let r = next_random(&s.rng);
+            let mut streaks = s.streaks.lock().unwrap();
+            let streak = streaks.entry(key).or_insert(0);
+            if (r % 10_000) as f64 / 10_000.0 < faults.rate && *streak < 2 {
+                *streak += 1;
+                Some(r >> 16)
+            } else {
+                *streak = 0;
+                None
+            }
+        } else {
+            None
+        };
+        if let Some(kind) = fault {
+            s.faults_sent.fetch_add(1, Ordering::SeqCst);
+            return conn.write_all(&closing(&fault_response(&svc, kind))).await;
+        }
+        // Forward on a fresh upstream connection, asking it to close after answering.
+        let mut up = TcpStream::connect(&s.upstream).await?;
+        let mut new_head = String::new();
+        for (i, line) in head.lines().enumerate() {
+            if i > 0 && line.to_ascii_lowercase().starts_with("connection:") {
+                continue;
+            }
+            new_head.push_str(line);
+            new_head.push_str("\r\n");
+        }
+        new_head.push_str("Connection: close\r\n\r\n");
+        up.write_all(new_head.as_bytes()).await?;
+        up.write_all(&body).await?;
+        let mut response = Vec::new();
+        up.read_to_end(&mut response).await?;
+        let hold = *s.hold_at.lock().unwrap() == Some(n);
+        if hold {
+            let released = s.release.notified();
+            s.held.send_replace(true);
+            released.await;
+        }
+        conn.write_all(&closing(&response)).await
+    }
+}
