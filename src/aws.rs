@@ -256,6 +256,20 @@ impl SdkFailure {
     }
 }
 
+/// An error and its causes on one line, without the debug dump.
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
 /// `.sdk()` on any SDK call's result.
 pub trait SdkResultExt<T> {
     fn sdk(self) -> std::result::Result<T, SdkFailure>;
@@ -267,7 +281,7 @@ where
 {
     fn sdk(self) -> std::result::Result<T, SdkFailure> {
         self.map_err(|err| {
-            let chain = aws_smithy_types::error::display::DisplayErrorContext(&err).to_string();
+            let chain = causes(&err);
             let credentials = chain.contains("credentials")
                 && matches!(
                     err,
@@ -286,6 +300,12 @@ where
                         credentials: false,
                     }
                 }
+                _ if credentials => SdkFailure {
+                    code: None,
+                    message: "no AWS credentials found (looked in the environment, the profile files, web identity, the container and instance metadata)".into(),
+                    transport: false,
+                    credentials,
+                },
                 SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => SdkFailure {
                     code: None,
                     message: chain,

@@ -602,13 +602,13 @@ pub async fn token(target: &Target, format: Format) -> Result<i32> {
 }
 
 pub async fn invoke(target: &Target, args: &InvokeArgs, format: Format) -> Result<i32> {
-    let (state, outputs) = recorded_outputs(target)?;
     if !args.path.starts_with('/') {
         return Err(Error::usage(format!(
             "path `{}`: must start with /",
             args.path
         )));
     }
+    let (state, outputs) = recorded_outputs(target)?;
     let token = if args.no_token {
         None
     } else {

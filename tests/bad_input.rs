@@ -1,0 +1,328 @@
+//! Bad input never half-applies: each case gets its exit code and one clear line naming
+//! the field, no AWS write (for input errors, no AWS call at all), and the state file's
+//! bytes unchanged.
+
+mod common;
+
+use common::Harness;
+
+const GOOD_STATE: &str = r#"{
+  "schema": 1,
+  "stack": "it-stack",
+  "region": "us-east-1",
+  "account": "000000000000",
+  "resources": { "user_pool": "us-east-1_doesnotexist" }
+}"#;
+
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    /// The state file's content before the run (None: GOOD_STATE).
+    state: Option<&'static str>,
+    /// Files to write into the test directory first.
+    files: Vec<(&'static str, &'static str)>,
+    /// Environment variables to remove.
+    unset: Vec<&'static str>,
+    code: i32,
+    /// The error line must contain each of these.
+    says: Vec<&'static str>,
+    /// Whether the case is caught before any AWS call.
+    no_call: bool,
+}
+
+fn case(name: &'static str, args: &[&str], code: i32, says: &[&'static str]) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        state: None,
+        files: vec![],
+        unset: vec![],
+        code,
+        says: says.to_vec(),
+        no_call: true,
+    }
+}
+
+#[test]
+fn bad_input_is_refused_before_any_write_with_one_clear_line() {
+    let h = Harness::new();
+    let long_prefix = "a".repeat(64);
+    let long_stack = "s".repeat(33);
+    let cases = vec![
+        case(
+            "stack with capitals",
+            &["--stack", "My_Stack", "up"],
+            2,
+            &["stack name", "My_Stack"],
+        ),
+        case(
+            "stack too long",
+            &["--stack", &long_stack, "up"],
+            2,
+            &["stack name", "1 to 32"],
+        ),
+        case(
+            "domain prefix with aws",
+            &["up", "--domain-prefix", "my-aws-api"],
+            2,
+            &["domain prefix", "`aws`"],
+        ),
+        case(
+            "domain prefix with cognito",
+            &["up", "--domain-prefix", "cognito-x"],
+            2,
+            &["domain prefix", "`cognito`"],
+        ),
+        case(
+            "domain prefix uppercase",
+            &["up", "--domain-prefix", "MyPrefix"],
+            2,
+            &["domain prefix", "a-z"],
+        ),
+        case(
+            "domain prefix leading hyphen",
+            &["up", "--domain-prefix=-x"],
+            2,
+            &["domain prefix", "hyphen"],
+        ),
+        case(
+            "domain prefix too long",
+            &["up", "--domain-prefix", &long_prefix],
+            2,
+            &["domain prefix", "63"],
+        ),
+        case(
+            "scope without server",
+            &["up", "--scope", "read"],
+            2,
+            &["scope `read`", "RESOURCE_SERVER/SCOPE"],
+        ),
+        case(
+            "scopes of two servers",
+            &["up", "--scope", "users/read", "--scope", "orders/read"],
+            2,
+            &["scope", "one resource server"],
+        ),
+        case(
+            "scope with a space",
+            &["up", "--scope", "users/re ad"],
+            2,
+            &["scope", "scope name"],
+        ),
+        case(
+            "malformed region",
+            &["--region", "moon-1", "up"],
+            2,
+            &["region `moon-1`"],
+        ),
+        case(
+            "memory out of range",
+            &["up", "--memory", "64"],
+            2,
+            &["memory", "128 to 10240"],
+        ),
+        case(
+            "architecture unknown",
+            &["up", "--architecture", "sparc"],
+            2,
+            &["architecture", "sparc"],
+        ),
+        case(
+            "missing handler binary",
+            &["up", "--handler", "/nonexistent/bootstrap"],
+            2,
+            &["handler binary", "cargo"],
+        ),
+        case(
+            "endpoint URL not http",
+            &["--endpoint-url", "ftp://x", "up"],
+            2,
+            &["endpoint URL", "http://"],
+        ),
+        Case {
+            state: Some("{ not json"),
+            ..case(
+                "malformed state file",
+                &["up"],
+                2,
+                &["state file", "not valid JSON"],
+            )
+        },
+        Case {
+            state: Some(r#"{"terraform_version": "1.9"}"#),
+            ..case(
+                "foreign state file",
+                &["up"],
+                2,
+                &["state file", "not a provision state file"],
+            )
+        },
+        Case {
+            state: Some(r#"{"schema": 0, "stack": "it-stack", "region": "us-east-1"}"#),
+            ..case(
+                "older-schema state file",
+                &["up"],
+                2,
+                &["state file", "schema version 0"],
+            )
+        },
+        Case {
+            state: Some(r#"{"schema": 1, "stack": "other", "region": "us-east-1"}"#),
+            ..case(
+                "state file of another stack",
+                &["down"],
+                2,
+                &["state file", "stack `other`"],
+            )
+        },
+        Case {
+            state: Some(r#"{"schema": 1, "stack": "it-stack", "region": "eu-west-1"}"#),
+            ..case(
+                "state file of another region",
+                &["--region", "us-east-1", "up"],
+                2,
+                &["state file", "region eu-west-1"],
+            )
+        },
+        Case {
+            state: Some(
+                r#"{"schema": 1, "stack": "it-stack", "region": "us-east-1", "account": "123456789012"}"#,
+            ),
+            no_call: false,
+            ..case(
+                "state file of another account",
+                &["up"],
+                2,
+                &["state file", "account 123456789012"],
+            )
+        },
+        case(
+            "config file missing",
+            &["-c", "nope.toml", "up"],
+            2,
+            &["config file nope.toml", "cannot read"],
+        ),
+        Case {
+            files: vec![("provision.toml", "stak = \"x\"\n")],
+            ..case(
+                "config with an unknown key",
+                &["up"],
+                2,
+                &["config file provision.toml", "stak"],
+            )
+        },
+        Case {
+            files: vec![("provision.toml", "[handler\nmemory_mb = 1\n")],
+            ..case(
+                "config not TOML",
+                &["up"],
+                2,
+                &["config file provision.toml"],
+            )
+        },
+        Case {
+            files: vec![("provision.toml", "[handler]\nmemory_mb = 99999\n")],
+            ..case(
+                "config value out of range",
+                &["status"],
+                2,
+                &["memory", "99999"],
+            )
+        },
+        case(
+            "invoke path without slash",
+            &["invoke", "--path", "orders"],
+            2,
+            &["path `orders`"],
+        ),
+        Case {
+            no_call: false,
+            ..case(
+                "unreachable endpoint",
+                &["--endpoint-url", "http://127.0.0.1:9", "up"],
+                1,
+                &["checking the AWS credentials", "endpoint"],
+            )
+        },
+        Case {
+            unset: vec!["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+            no_call: false,
+            ..case("no credentials", &["up"], 2, &["credentials"])
+        },
+    ];
+    assert!(cases.len() >= 15);
+    let mut failures = Vec::new();
+    for c in &cases {
+        let state = c.state.unwrap_or(GOOD_STATE);
+        std::fs::create_dir_all(h.state_dir()).unwrap();
+        std::fs::write(h.state_file(), state).unwrap();
+        for (name, content) in &c.files {
+            std::fs::write(h.dir.path().join(name), content).unwrap();
+        }
+        let mut cmd = h.command();
+        for var in &c.unset {
+            cmd.env_remove(var);
+        }
+        let _ = std::fs::remove_file(h.call_log());
+        let out = cmd.args(&c.args).output().unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let calls = std::fs::read_to_string(h.call_log()).unwrap_or_default();
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let mut problems = Vec::new();
+        if code != c.code {
+            problems.push(format!("exit {code}, expected {}", c.code));
+        }
+        if lines.len() != 1 || !lines[0].starts_with("error: ") {
+            problems.push(format!("not one error line: {lines:?}"));
+        }
+        for word in &c.says {
+            if !stderr.contains(word) {
+                problems.push(format!("error does not say `{word}`"));
+            }
+        }
+        if c.no_call && !calls.trim().is_empty() {
+            problems.push(format!("AWS was called: {calls}"));
+        }
+        let writes: Vec<_> = calls
+            .lines()
+            .filter(|l| {
+                let op = l.split(':').nth(1).unwrap_or("");
+                !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
+            })
+            .collect();
+        if !writes.is_empty() {
+            problems.push(format!("AWS writes: {writes:?}"));
+        }
+        if std::fs::read_to_string(h.state_file()).unwrap() != state {
+            problems.push("state file changed".into());
+        }
+        if !out.stdout.is_empty() {
+            problems.push(format!(
+                "stdout not empty: {}",
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+        for (name, _) in &c.files {
+            std::fs::remove_file(h.dir.path().join(name)).unwrap();
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{}: {}\n    stderr: {stderr}",
+                c.name,
+                problems.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    // Nothing was created by any of them.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async { h.aws().await.assert_empty().await });
+    println!("{} bad inputs refused", cases.len());
+}
