@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, InterceptorContext,
+};
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -82,6 +85,48 @@ impl Intercept for Counter {
     }
 }
 
+/// A quota error (`LimitExceededException` that is not about request rate) will not go
+/// away by retrying: report it at once instead of backing off. The SDK's standard
+/// classifier counts the code as throttling, and `RetryForbidden` overrides it.
+#[derive(Debug)]
+struct QuotaIsFinal;
+
+impl ClassifyRetry for QuotaIsFinal {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(response) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if response.status().as_u16() < 400 {
+            return RetryAction::NoActionIndicated;
+        }
+        let header = response
+            .headers()
+            .get("x-amzn-errortype")
+            .unwrap_or_default()
+            .to_string();
+        let body = response
+            .body()
+            .bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default();
+        if is_quota_error(&header, &body) {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "provision-quota-is-final"
+    }
+}
+
+pub fn is_quota_error(error_type_header: &str, body: &str) -> bool {
+    let limit = error_type_header.starts_with("LimitExceededException")
+        || body.contains("LimitExceededException");
+    limit && !body.to_ascii_lowercase().contains("rate")
+}
+
 /// The clients of the five services the stack uses.
 #[derive(Clone, Debug)]
 pub struct Aws {
@@ -133,37 +178,36 @@ impl Aws {
             loader = loader.endpoint_url(url);
         }
         let sdk = loader.load().await;
+        Aws::from_sdk(&sdk, &|_| Vec::new())
+    }
+
+    /// Clients from one SDK configuration, each with the request counter, the quota
+    /// classifier and any `extra` interceptors for its service (tests add mocks here).
+    pub fn from_sdk(
+        sdk: &SdkConfig,
+        extra: &dyn Fn(&'static str) -> Vec<SharedInterceptor>,
+    ) -> Aws {
         let calls = CallLog::global().clone();
-        let counter = |service| Counter {
-            service,
-            log: calls.clone(),
-        };
+        macro_rules! client {
+            ($krate:ident, $service:literal) => {{
+                let mut builder = $krate::config::Builder::from(sdk)
+                    .retry_classifier(QuotaIsFinal)
+                    .interceptor(Counter {
+                        service: $service,
+                        log: calls.clone(),
+                    });
+                for interceptor in extra($service) {
+                    builder.push_interceptor(interceptor);
+                }
+                $krate::Client::from_conf(builder.build())
+            }};
+        }
         Aws {
-            iam: aws_sdk_iam::Client::from_conf(
-                aws_sdk_iam::config::Builder::from(&sdk)
-                    .interceptor(counter("iam"))
-                    .build(),
-            ),
-            lambda: aws_sdk_lambda::Client::from_conf(
-                aws_sdk_lambda::config::Builder::from(&sdk)
-                    .interceptor(counter("lambda"))
-                    .build(),
-            ),
-            cognito: aws_sdk_cognitoidentityprovider::Client::from_conf(
-                aws_sdk_cognitoidentityprovider::config::Builder::from(&sdk)
-                    .interceptor(counter("cognito-idp"))
-                    .build(),
-            ),
-            apigw: aws_sdk_apigateway::Client::from_conf(
-                aws_sdk_apigateway::config::Builder::from(&sdk)
-                    .interceptor(counter("apigateway"))
-                    .build(),
-            ),
-            sts: aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(&sdk)
-                    .interceptor(counter("sts"))
-                    .build(),
-            ),
+            iam: client!(aws_sdk_iam, "iam"),
+            lambda: client!(aws_sdk_lambda, "lambda"),
+            cognito: client!(aws_sdk_cognitoidentityprovider, "cognito-idp"),
+            apigw: client!(aws_sdk_apigateway, "apigateway"),
+            sts: client!(aws_sdk_sts, "sts"),
             calls,
         }
     }

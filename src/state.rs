@@ -249,6 +249,7 @@ impl Recorder {
 
 /// An exclusive lock per stack, held for the whole run. The OS releases it when the
 /// process dies, so a lock left by a killed run never blocks the next one.
+#[derive(Debug)]
 pub struct StackLock {
     _file: File,
 }
@@ -413,9 +414,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.lock");
         let first = StackLock::acquire(&path).unwrap();
-        let err = StackLock::acquire(&path)
-            .err()
-            .expect("second lock must fail");
+        let err = StackLock::acquire(&path).expect_err("second lock must fail");
         assert_eq!(err.exit_code(), 4);
         assert!(
             err.to_string()

@@ -16,6 +16,9 @@ pub mod role;
 pub mod stage;
 pub mod user_pool;
 
+#[cfg(test)]
+mod eventual;
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

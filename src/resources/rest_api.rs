@@ -105,6 +105,7 @@ pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     Ok(ours.pop())
 }
 
+#[derive(Debug)]
 pub struct Api {
     pub handle: Handle,
     /// The id of `/`, when known without a read.

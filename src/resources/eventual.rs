@@ -1,0 +1,395 @@
+//! Unit tests, with `aws-smithy-mocks` and AWS's real error shapes, of what AWS does and
+//! the emulator does not: IAM propagation delays, functions settling, a domain prefix
+//! owned by someone else, API Gateway conflicts and throttling, quotas, and lost answers.
+
+use std::time::Duration;
+
+use aws_credential_types::Credentials;
+use aws_sdk_apigateway::operation::create_deployment::CreateDeploymentOutput;
+use aws_sdk_apigateway::operation::get_rest_apis::GetRestApisOutput;
+use aws_sdk_cognitoidentityprovider::operation::describe_user_pool_domain::DescribeUserPoolDomainOutput;
+use aws_sdk_cognitoidentityprovider::types::DomainDescriptionType;
+use aws_sdk_lambda::operation::add_permission::AddPermissionOutput;
+use aws_sdk_lambda::operation::create_function::CreateFunctionOutput;
+use aws_sdk_lambda::operation::get_function::GetFunctionOutput;
+use aws_sdk_lambda::operation::update_function_configuration::UpdateFunctionConfigurationOutput;
+use aws_sdk_lambda::types::{FunctionConfiguration, LastUpdateStatus, State};
+use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
+
+use super::{domain, function, permission, rest_api, stage, Ctx, Handle};
+use crate::aws::Aws;
+use crate::config::{Arch, Desired, Scope};
+use crate::package::{self, Package};
+use crate::report::Action;
+use crate::state::{Recorder, StateFile};
+
+struct Fixture {
+    aws: Aws,
+    desired: Desired,
+    rec: Recorder,
+    package: Package,
+    _dir: tempfile::TempDir,
+}
+
+/// Mocked clients: `rules` per service (as the counter names them: "lambda", ...).
+async fn fixture(rules: Vec<(&'static str, Rule)>) -> Fixture {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "tests"))
+        .http_client(create_mock_http_client())
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(1)),
+        )
+        .load()
+        .await;
+    let extra = |service: &'static str| {
+        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for (s, rule) in &rules {
+            if *s == service {
+                interceptor = interceptor.with_rule(rule);
+            }
+        }
+        vec![SharedInterceptor::new(interceptor)]
+    };
+    let aws = Aws::from_sdk(&sdk, &extra);
+    let dir = tempfile::tempdir().unwrap();
+    Fixture {
+        aws,
+        desired: Desired {
+            domain_prefix: None,
+            scopes: vec![Scope::parse("users/read").unwrap()],
+            handler: "bootstrap".into(),
+            handler_given: true,
+            memory_mb: 128,
+            timeout_s: 10,
+            architecture: Arch::X86_64,
+            token_validity_min: 60,
+        },
+        rec: Recorder::new(
+            dir.path().join("s.json"),
+            StateFile::new("s", "us-east-1", None),
+            true,
+        ),
+        package: Package {
+            zip: package::zip_bootstrap(b"binary"),
+            code_sha256: "sha".into(),
+        },
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            aws: &self.aws,
+            stack: "s",
+            region: "us-east-1",
+            account: "123456789012",
+            partition: "aws",
+            desired: &self.desired,
+            domain_prefix: "s-prefix",
+            package: Some(&self.package),
+            rec: &self.rec,
+            apply: true,
+            show: false,
+            done: Default::default(),
+        }
+    }
+}
+
+fn json_error(code: &str, message: &str) -> Option<String> {
+    Some(format!(r#"{{"__type":"{code}","message":"{message}"}}"#))
+}
+
+fn function_state(
+    state: State,
+    update: Option<LastUpdateStatus>,
+    memory: i32,
+) -> GetFunctionOutput {
+    GetFunctionOutput::builder()
+        .configuration(
+            FunctionConfiguration::builder()
+                .function_arn("arn:aws:lambda:us-east-1:123456789012:function:s-handler")
+                .state(state)
+                .set_last_update_status(update)
+                .code_sha256("sha")
+                .memory_size(memory)
+                .timeout(10)
+                .runtime(aws_sdk_lambda::types::Runtime::from("provided.al2023"))
+                .handler("bootstrap")
+                .role("arn:aws:iam::123456789012:role/s-handler")
+                .architectures(aws_sdk_lambda::types::Architecture::X8664)
+                .build(),
+        )
+        .tags("provision:stack", "s")
+        .build()
+}
+
+fn role() -> Handle {
+    Handle::new(
+        "s-handler",
+        "arn:aws:iam::123456789012:role/s-handler",
+        true,
+    )
+}
+
+#[tokio::test]
+async fn create_function_retries_while_the_new_role_cannot_be_assumed_then_waits_for_active() {
+    let get = mock!(aws_sdk_lambda::Client::get_function)
+        .sequence()
+        .http_status(
+            404,
+            json_error("ResourceNotFoundException", "Function not found"),
+        )
+        .output(|| function_state(State::Pending, None, 128))
+        .output(|| function_state(State::Active, None, 128))
+        .build();
+    let create = mock!(aws_sdk_lambda::Client::create_function)
+        .sequence()
+        .http_status(
+            400,
+            json_error(
+                "InvalidParameterValueException",
+                "The role defined for the function cannot be assumed by Lambda.",
+            ),
+        )
+        .times(3)
+        .output(|| {
+            CreateFunctionOutput::builder()
+                .function_arn("arn:aws:lambda:us-east-1:123456789012:function:s-handler")
+                .state(State::Pending)
+                .build()
+        })
+        .build();
+    let f = fixture(vec![("lambda", get.clone()), ("lambda", create.clone())]).await;
+    let ctx = f.ctx();
+    let handle = function::ensure(&ctx, &role())
+        .await
+        .expect("created after retries");
+    assert_eq!(create.num_calls(), 4, "3 refusals, then success");
+    assert_eq!(get.num_calls(), 3, "not found, Pending, Active");
+    assert!(handle.arn.ends_with(":function:s-handler"));
+    assert!(handle.fresh);
+    let done = ctx.done.lock().unwrap();
+    assert_eq!(done[0].action, Action::Created);
+}
+
+#[tokio::test]
+async fn other_create_function_errors_are_not_retried() {
+    let get = mock!(aws_sdk_lambda::Client::get_function).then_http_response(|| {
+        aws_smithy_runtime_api::http::Response::new(
+            404.try_into().unwrap(),
+            aws_smithy_types::body::SdkBody::from(
+                json_error("ResourceNotFoundException", "nope").unwrap(),
+            ),
+        )
+    });
+    let create = mock!(aws_sdk_lambda::Client::create_function)
+        .sequence()
+        .http_status(
+            400,
+            json_error(
+                "InvalidParameterValueException",
+                "Unzipped size must be smaller than 262144000 bytes",
+            ),
+        )
+        .build();
+    let f = fixture(vec![("lambda", get), ("lambda", create.clone())]).await;
+    let err = function::ensure(&f.ctx(), &role())
+        .await
+        .expect_err("fails");
+    assert_eq!(create.num_calls(), 1);
+    assert!(
+        err.to_string()
+            .contains("creating Lambda function s-handler"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Unzipped size"), "{err}");
+}
+
+#[tokio::test]
+async fn an_update_waits_until_last_update_status_is_successful() {
+    let get = mock!(aws_sdk_lambda::Client::get_function)
+        .sequence()
+        .output(|| function_state(State::Active, Some(LastUpdateStatus::Successful), 256))
+        .output(|| function_state(State::Active, Some(LastUpdateStatus::InProgress), 128))
+        .output(|| function_state(State::Active, Some(LastUpdateStatus::Successful), 128))
+        .build();
+    let update = mock!(aws_sdk_lambda::Client::update_function_configuration)
+        .then_output(|| UpdateFunctionConfigurationOutput::builder().build());
+    let f = fixture(vec![("lambda", get.clone()), ("lambda", update.clone())]).await;
+    let mut existing = role();
+    existing.fresh = false;
+    let ctx = f.ctx();
+    function::ensure(&ctx, &existing).await.expect("updated");
+    assert_eq!(update.num_calls(), 1);
+    assert_eq!(get.num_calls(), 3, "read, InProgress, Successful");
+    let done = ctx.done.lock().unwrap();
+    assert_eq!(done[0].action, Action::Adopted, "not in the state file");
+    assert_eq!(done[0].changes, ["memory_mb"]);
+}
+
+#[tokio::test]
+async fn a_domain_prefix_owned_by_another_pool_stops_before_anything_with_advice() {
+    let describe = mock!(aws_sdk_cognitoidentityprovider::Client::describe_user_pool_domain)
+        .then_output(|| {
+            DescribeUserPoolDomainOutput::builder()
+                .domain_description(
+                    DomainDescriptionType::builder()
+                        .user_pool_id("us-east-1_SomeoneElse")
+                        .aws_account_id("999999999999")
+                        .domain("s-prefix")
+                        .build(),
+                )
+                .build()
+        });
+    let describe_pool = mock!(aws_sdk_cognitoidentityprovider::Client::describe_user_pool)
+        .then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                400.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::from(
+                    json_error("ResourceNotFoundException", "User pool does not exist").unwrap(),
+                ),
+            )
+        });
+    let f = fixture(vec![
+        ("cognito-idp", describe),
+        ("cognito-idp", describe_pool),
+    ])
+    .await;
+    let err = domain::preflight(&f.ctx(), None)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.exit_code(), 2);
+    let text = err.to_string();
+    assert!(
+        text.contains("s-prefix") && text.contains("--domain-prefix"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn create_domain_taken_by_another_account_suggests_another_prefix() {
+    let create = mock!(aws_sdk_cognitoidentityprovider::Client::create_user_pool_domain)
+        .sequence()
+        .http_status(
+            400,
+            json_error(
+                "InvalidParameterException",
+                "Domain already associated with another user pool.",
+            ),
+        )
+        .build();
+    let describe = mock!(aws_sdk_cognitoidentityprovider::Client::describe_user_pool_domain)
+        .then_output(|| {
+            DescribeUserPoolDomainOutput::builder()
+                .domain_description(
+                    DomainDescriptionType::builder()
+                        .user_pool_id("us-east-1_Other")
+                        .build(),
+                )
+                .build()
+        });
+    let f = fixture(vec![("cognito-idp", create), ("cognito-idp", describe)]).await;
+    let pool = Handle::new("us-east-1_Mine", "arn:pool", true);
+    let err = domain::ensure(&f.ctx(), &pool, None)
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("--domain-prefix"), "{err}");
+    assert!(err.to_string().contains("us-east-1_Other"), "{err}");
+}
+
+#[tokio::test]
+async fn create_deployment_conflicts_and_throttling_are_retried() {
+    let deploy = mock!(aws_sdk_apigateway::Client::create_deployment)
+        .sequence()
+        .http_status(
+            409,
+            json_error("ConflictException", "Another deployment is in progress"),
+        )
+        .http_status(
+            429,
+            json_error("TooManyRequestsException", "Too Many Requests"),
+        )
+        .http_status(
+            409,
+            json_error("ConflictException", "Another deployment is in progress"),
+        )
+        .output(|| CreateDeploymentOutput::builder().id("d1").build())
+        .build();
+    let f = fixture(vec![("apigateway", deploy.clone())]).await;
+    let api = Handle::new("api1", "api1", true);
+    let ctx = f.ctx();
+    stage::ensure(&ctx, &api, "hash").await.expect("deployed");
+    assert_eq!(deploy.num_calls(), 4);
+    assert_eq!(ctx.done.lock().unwrap()[0].action, Action::Created);
+}
+
+#[tokio::test]
+async fn a_quota_error_is_reported_at_once_not_retried() {
+    let list = mock!(aws_sdk_apigateway::Client::get_rest_apis)
+        .then_output(|| GetRestApisOutput::builder().build());
+    let create = mock!(aws_sdk_apigateway::Client::create_rest_api)
+        .sequence()
+        .http_status(
+            429,
+            json_error(
+                "LimitExceededException",
+                "Maximum number of REST APIs reached for this account",
+            ),
+        )
+        .times(5)
+        .build();
+    let f = fixture(vec![("apigateway", list), ("apigateway", create.clone())]).await;
+    let err = rest_api::ensure(&f.ctx()).await.expect_err("fails");
+    assert_eq!(create.num_calls(), 1, "a quota is not retried");
+    let text = err.to_string();
+    assert!(
+        text.contains("creating REST API s-api") && text.contains("LimitExceededException"),
+        "{text}"
+    );
+    assert!(text.contains("quota"), "{text}");
+}
+
+#[tokio::test]
+async fn add_permission_conflict_on_our_own_statement_counts_as_done() {
+    let get_policy = mock!(aws_sdk_lambda::Client::get_policy)
+        .sequence()
+        .http_status(
+            404,
+            json_error(
+                "ResourceNotFoundException",
+                "The resource you requested does not exist.",
+            ),
+        )
+        .times(2)
+        .build();
+    let add = mock!(aws_sdk_lambda::Client::add_permission)
+        .sequence()
+        .http_status(
+            409,
+            json_error(
+                "ResourceConflictException",
+                "The statement id (provision-apigateway-invoke) provided already exists. Please provide a new statement id, or remove the existing statement.",
+            ),
+        )
+        .http_status(409, json_error("ResourceConflictException", "The operation cannot be performed at this time. The function is currently in the following state: Pending"))
+        .output(|| AddPermissionOutput::builder().build())
+        .build();
+    let f = fixture(vec![("lambda", get_policy), ("lambda", add.clone())]).await;
+    let function = Handle::new("s-handler", "arn:fn", false);
+    let api = Handle::new("api1", "api1", false);
+    let ctx = f.ctx();
+    permission::ensure(&ctx, &function, &api)
+        .await
+        .expect("our statement exists: done");
+    assert_eq!(add.num_calls(), 1);
+    // A busy function is not "done".
+    let err = permission::ensure(&ctx, &function, &api)
+        .await
+        .expect_err("busy is an error");
+    assert!(err.to_string().contains("Pending"), "{err}");
+}
