@@ -184,6 +184,34 @@ async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
     })
 }
 
+/// Will the handler run on Lambda? An error for AWS; a warning for the local emulator,
+/// which runs it as a host process whatever it was built for.
+fn check_handler(target: &Target, desired: &Desired, package: &package::Package) -> Result<()> {
+    let problems = match &package.binary {
+        Ok(info) => crate::elf::lambda_problems(info, desired.architecture),
+        Err(why) => vec![why.clone()],
+    };
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let arch_flag = match desired.architecture {
+        config::Arch::X86_64 => "",
+        config::Arch::Arm64 => " --arm64",
+    };
+    let message = format!(
+        "handler binary {}: {}; build it for Lambda with `cargo lambda build --release{arch_flag} -p handler` (or scripts/build-lambda {})",
+        desired.handler.display(),
+        problems.join("; "),
+        desired.architecture
+    );
+    if target.is_local() {
+        report::info(&format!("{message} (fine for the local emulator)"));
+        Ok(())
+    } else {
+        Err(Error::usage(message))
+    }
+}
+
 fn sorted(mut done: Vec<Done>) -> Vec<Done> {
     done.sort_by_key(|d| rank(d.kind, &d.id));
     done
@@ -193,6 +221,7 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
     let started = Instant::now();
     // Fail on a missing handler before touching anything.
     let package = package::build(&desired.handler, desired.handler_given)?;
+    check_handler(target, desired, &package)?;
     let _lock = if dry_run {
         None
     } else {
@@ -630,4 +659,67 @@ pub async fn invoke(target: &Target, args: &InvokeArgs, format: Format) -> Resul
     } else {
         exit::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Arch, Scope};
+
+    fn target(endpoint: Option<&str>) -> Target {
+        Target {
+            stack: "s".into(),
+            region: Some("eu-west-1".into()),
+            endpoint_url: endpoint.map(str::to_string),
+            state_dir: "state".into(),
+        }
+    }
+
+    fn desired(arch: Arch) -> Desired {
+        Desired {
+            domain_prefix: None,
+            scopes: vec![Scope::parse("users/read").unwrap()],
+            handler: "target/debug/handler".into(),
+            handler_given: true,
+            memory_mb: 128,
+            timeout_s: 10,
+            architecture: arch,
+            token_validity_min: 60,
+        }
+    }
+
+    fn package(binary: Vec<u8>) -> package::Package {
+        package::Package {
+            binary: crate::elf::inspect(&binary),
+            zip: Vec::new(),
+            code_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_handler_lambda_cannot_run_stops_an_aws_deploy_but_not_a_local_one() {
+        let x86_new_glibc = package(crate::elf::tests::fixture(62, &["GLIBC_2.39"]));
+        let err = check_handler(&target(None), &desired(Arch::X86_64), &x86_new_glibc).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(
+            err.to_string().contains("GLIBC_2.39")
+                && err.to_string().contains("cargo lambda build"),
+            "{err}"
+        );
+        check_handler(
+            &target(Some("http://127.0.0.1:4566")),
+            &desired(Arch::X86_64),
+            &x86_new_glibc,
+        )
+        .expect("only a warning locally");
+
+        let x86 = package(crate::elf::tests::fixture(62, &["GLIBC_2.17"]));
+        check_handler(&target(None), &desired(Arch::X86_64), &x86).expect("runs on Lambda");
+        let err = check_handler(&target(None), &desired(Arch::Arm64), &x86).unwrap_err();
+        assert!(err.to_string().contains("--arm64"), "{err}");
+
+        let script = package(b"#!/bin/sh\n".to_vec());
+        let err = check_handler(&target(None), &desired(Arch::X86_64), &script).unwrap_err();
+        assert!(err.to_string().contains("not an ELF"), "{err}");
+    }
 }

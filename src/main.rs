@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod elf;
 mod errors;
 mod package;
 mod plan;

@@ -15,6 +15,8 @@ use crate::config::HANDLER_CANDIDATES;
 use crate::errors::{Error, Result};
 
 pub struct Package {
+    /// What the binary is (machine, glibc need), or why it is not an executable.
+    pub binary: Result<crate::elf::BinaryInfo, String>,
     pub zip: Vec<u8>,
     /// Base64 of the zip's SHA-256, the form Lambda reports as `CodeSha256`.
     pub code_sha256: String,
@@ -49,7 +51,11 @@ pub fn build(binary: &Path, given: bool) -> Result<Package> {
     }
     let zip = zip_bootstrap(&bytes);
     let code_sha256 = aws_smithy_types::base64::encode(Sha256::digest(&zip));
-    Ok(Package { zip, code_sha256 })
+    Ok(Package {
+        binary: crate::elf::inspect(&bytes),
+        zip,
+        code_sha256,
+    })
 }
 
 /// Packs `binary` as `bootstrap` (0755) with a fixed timestamp.

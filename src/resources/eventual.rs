@@ -74,6 +74,7 @@ async fn fixture(rules: Vec<(&'static str, Rule)>) -> Fixture {
             true,
         ),
         package: Package {
+            binary: Err("not inspected".into()),
             zip: package::zip_bootstrap(b"binary"),
             code_sha256: "sha".into(),
         },
