@@ -60,6 +60,17 @@ pub struct Cli {
     )]
     pub config: Option<PathBuf>,
 
+    /// 1: every AWS step one after another (a baseline); more: the independent chains
+    /// (IAM→Lambda, Cognito, API Gateway) run at the same time
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISION_MAX_CONCURRENCY",
+        value_name = "N",
+        default_value_t = 8
+    )]
+    pub max_concurrency: usize,
+
     /// Output format: human, or json (exactly one JSON object on stdout; logs on stderr)
     #[arg(short, long, global = true, value_enum, default_value_t = Format::Human)]
     pub output: Format,

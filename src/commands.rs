@@ -125,23 +125,24 @@ fn first_error<T>(results: Vec<Result<T>>) -> Result<Vec<T>> {
 
 /// The whole stack, in dependency order; independent chains at the same time.
 async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
-    let lambda_chain = async {
-        let role = role::ensure(ctx).await?;
-        function::ensure(ctx, &role).await
-    };
+    let lambda_chain = function::ensure(ctx, role::ensure(ctx));
     let cognito_chain = async {
         let pool = user_pool::ensure(ctx).await?;
-        let (d, c) = tokio::join!(
-            domain::ensure(ctx, &pool.handle, pool.domain.as_deref()),
-            async {
-                resource_server::ensure(ctx, &pool.handle).await?;
-                app_client::ensure(ctx, &pool.handle).await
-            }
-        );
+        let (d, c) = ctx
+            .both(
+                domain::ensure(ctx, &pool.handle, pool.domain.as_deref()),
+                async {
+                    resource_server::ensure(ctx, &pool.handle).await?;
+                    app_client::ensure(ctx, &pool.handle).await
+                },
+            )
+            .await;
         d?;
         Ok::<_, Error>((pool, c?))
     };
-    let (f, c, a) = tokio::join!(lambda_chain, cognito_chain, rest_api::ensure(ctx));
+    let ((f, c), a) = ctx
+        .both(ctx.both(lambda_chain, cognito_chain), rest_api::ensure(ctx))
+        .await;
     // Wait for all three so that nothing is left half-recorded, then fail on the first error.
     let (function, cognito, api) = match (f, c, a) {
         (Ok(f), Ok(c), Ok(a)) => (f, c, a),
@@ -151,32 +152,34 @@ async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
         }
     };
     let (pool, client) = cognito;
-    let authorizer = authorizer::ensure(ctx, &api.handle, &pool.handle).await?;
-    let (m, p) = tokio::join!(
-        methods::ensure(
+    // The API is built while the function settles; the permission waits for it.
+    let api_part = async {
+        let authorizer = authorizer::ensure(ctx, &api.handle, &pool.handle).await?;
+        let method_settings = methods::ensure(
             ctx,
             &api.handle,
             api.root_id.as_deref(),
             &authorizer,
-            &function
-        ),
-        permission::ensure(ctx, &function, &api.handle)
-    );
-    let method_settings = match (m, p) {
-        (Ok(m), Ok(())) => m,
-        (m, p) => {
-            first_error(vec![m.map(|_| ()), p])?;
-            unreachable!("methods or permission failed")
-        }
+            &function.handle,
+        )
+        .await?;
+        let definition = plan::definition_hash(
+            &authorizer::desired(&pool.handle.arn),
+            &method_settings
+                .iter()
+                .map(|(p, m)| (*p, m))
+                .collect::<Vec<_>>(),
+        );
+        stage::ensure(ctx, &api.handle, &definition).await
     };
-    let definition = plan::definition_hash(
-        &authorizer::desired(&pool.handle.arn),
-        &method_settings
-            .iter()
-            .map(|(p, m)| (*p, m))
-            .collect::<Vec<_>>(),
-    );
-    stage::ensure(ctx, &api.handle, &definition).await?;
+    let lambda_part = async {
+        if function.settling {
+            function::wait_settled(ctx).await?;
+        }
+        permission::ensure(ctx, &function.handle, &api.handle).await
+    };
+    let (a, l) = ctx.both(api_part, lambda_part).await;
+    first_error(vec![a, l])?;
     Ok(Converged {
         pool_id: pool.handle.id,
         client_id: client.id,
@@ -250,6 +253,7 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
         rec: &rec,
         apply: !dry_run,
         show: true,
+        concurrent: target.concurrency > 1,
         done: Mutex::new(Vec::new()),
     };
     // The prefix must be free or ours before anything is created.
@@ -333,6 +337,7 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
         apply: false,
         // status prints its own table, not the plan's lines.
         show: false,
+        concurrent: target.concurrency > 1,
         done: Mutex::new(Vec::new()),
     };
     converge(&ctx).await?;
@@ -409,6 +414,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         rec: &rec,
         apply: true,
         show: true,
+        concurrent: target.concurrency > 1,
         done: Mutex::new(Vec::new()),
     };
     report::progress(&format!(
@@ -538,7 +544,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
     };
     // The API and our permission go before the function; the function before its role.
     let lambda_chain = async {
-        let (a, p) = tokio::join!(api_chain, permission_then_function);
+        let (a, p) = ctx.both(api_chain, permission_then_function).await;
         first_error(vec![a, p])?;
         let t = Instant::now();
         let gone = function::delete(&ctx).await?;
@@ -550,7 +556,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         rec.remove(role::KIND)?;
         Ok::<_, Error>(())
     };
-    let (l, c) = tokio::join!(lambda_chain, cognito_chain);
+    let (l, c) = ctx.both(lambda_chain, cognito_chain).await;
     first_error(vec![l, c])?;
     // Last: the state file, once nothing it names is left.
     rec.delete_file()?;
@@ -672,6 +678,7 @@ mod tests {
             region: Some("eu-west-1".into()),
             endpoint_url: endpoint.map(str::to_string),
             state_dir: "state".into(),
+            concurrency: 8,
         }
     }
 

@@ -140,6 +140,8 @@ pub struct Target {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub state_dir: PathBuf,
+    /// 1: every step one after another; more: independent chains at the same time.
+    pub concurrency: usize,
 }
 
 impl Target {
@@ -232,11 +234,17 @@ pub fn resolve_target(cli: &Cli, file: &FileConfig) -> Result<Target> {
         .clone()
         .or_else(|| file.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    if cli.max_concurrency == 0 {
+        return Err(Error::usage(
+            "max concurrency: 0 would do nothing; use 1 or more",
+        ));
+    }
     Ok(Target {
         stack,
         region,
         endpoint_url,
         state_dir,
+        concurrency: cli.max_concurrency,
     })
 }
 

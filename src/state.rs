@@ -43,9 +43,19 @@ pub struct StateFile {
     /// Resource kind → its id (name, ARN, pool id...), as recorded when made or adopted.
     #[serde(default)]
     pub resources: BTreeMap<String, String>,
+    /// The deployment stage `prod` serves and the hash of the definition it was made
+    /// from: lets a rerun skip reading the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<Deployed>,
     /// Present after a successful `up`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Outputs>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub deployment_id: String,
+    pub definition: String,
 }
 
 impl StateFile {
@@ -57,6 +67,7 @@ impl StateFile {
             account: None,
             endpoint_url: endpoint_url.map(str::to_string),
             resources: BTreeMap::new(),
+            deployed: None,
             outputs: None,
         }
     }
@@ -197,6 +208,10 @@ impl Recorder {
             inner: Mutex::new(state),
             write,
         }
+    }
+
+    pub fn deployed(&self) -> Option<Deployed> {
+        self.inner.lock().expect("state lock").deployed.clone()
     }
 
     pub fn get(&self, key: &str) -> Option<String> {

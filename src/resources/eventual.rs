@@ -96,6 +96,7 @@ impl Fixture {
             rec: &self.rec,
             apply: true,
             show: false,
+            concurrent: true,
             done: Default::default(),
         }
     }
@@ -167,9 +168,12 @@ async fn create_function_retries_while_the_new_role_cannot_be_assumed_then_waits
         .build();
     let f = fixture(vec![("lambda", get.clone()), ("lambda", create.clone())]).await;
     let ctx = f.ctx();
-    let handle = function::ensure(&ctx, &role())
+    let function = function::ensure(&ctx, async { Ok(role()) })
         .await
         .expect("created after retries");
+    assert!(function.settling);
+    function::wait_settled(&ctx).await.expect("becomes Active");
+    let handle = function.handle;
     assert_eq!(create.num_calls(), 4, "3 refusals, then success");
     assert_eq!(get.num_calls(), 3, "not found, Pending, Active");
     assert!(handle.arn.ends_with(":function:s-handler"));
@@ -199,7 +203,7 @@ async fn other_create_function_errors_are_not_retried() {
         )
         .build();
     let f = fixture(vec![("lambda", get), ("lambda", create.clone())]).await;
-    let err = function::ensure(&f.ctx(), &role())
+    let err = function::ensure(&f.ctx(), async { Ok(role()) })
         .await
         .expect_err("fails");
     assert_eq!(create.num_calls(), 1);
@@ -225,7 +229,11 @@ async fn an_update_waits_until_last_update_status_is_successful() {
     let mut existing = role();
     existing.fresh = false;
     let ctx = f.ctx();
-    function::ensure(&ctx, &existing).await.expect("updated");
+    let function = function::ensure(&ctx, async { Ok(existing) })
+        .await
+        .expect("updated");
+    assert!(function.settling);
+    function::wait_settled(&ctx).await.expect("update finishes");
     assert_eq!(update.num_calls(), 1);
     assert_eq!(get.num_calls(), 3, "read, InProgress, Successful");
     let done = ctx.done.lock().unwrap();

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, FunctionCode, Runtime};
 
@@ -96,15 +95,31 @@ fn architecture(ctx: &Ctx<'_>) -> Architecture {
     Architecture::from(ctx.desired.architecture.as_str())
 }
 
-pub async fn ensure(ctx: &Ctx<'_>, role: &Handle) -> Result<Handle> {
-    let started = Instant::now();
+/// The function as `ensure` left it.
+#[derive(Debug)]
+pub struct Function {
+    pub handle: Handle,
+    /// Created or updated just now: call `wait_ready` before relying on it.
+    pub settling: bool,
+}
+
+/// Ensures the function. Its read runs while `role` (the role's own ensure) is under
+/// way: the two do not depend on each other until the function needs the role's ARN.
+/// A new or updated function is not waited for here (see `wait_ready`), so that the
+/// API can be built while it settles.
+pub async fn ensure(
+    ctx: &Ctx<'_>,
+    role: impl std::future::Future<Output = Result<Handle>>,
+) -> Result<Function> {
     let name = ctx.function_name();
     let recorded = ctx.rec.get(KIND).is_some();
-    let found = find(ctx).await?;
+    let (role, found) = ctx.both(role, find(ctx)).await;
+    let (role, found) = (role?, found?);
+    let started = Instant::now();
     if let Some(f) = &found {
         check_owner(Some(&f.tags), ctx.stack, &format!("Lambda function {name}"))?;
     }
-    let want = desired(ctx, role, found.as_ref().map(|f| &f.settings));
+    let want = desired(ctx, &role, found.as_ref().map(|f| &f.settings));
     let decision = decide(&want, found.as_ref().map(|f| &f.settings));
     let mut arn = found.as_ref().map(|f| f.arn.clone()).unwrap_or_else(|| {
         format!(
@@ -118,13 +133,12 @@ pub async fn ensure(ctx: &Ctx<'_>, role: &Handle) -> Result<Handle> {
             .ok_or_else(|| Error::usage("handler package: none was built"))?;
         // An earlier run may have been stopped while the function was still settling.
         if found.as_ref().is_some_and(|f| !f.ready) {
-            wait_updated(ctx, &name).await?;
+            wait_ready(ctx).await?;
         }
         match &decision {
             Decision::Create => {
                 arn = create(ctx, &name, &want, &package.zip).await?;
                 ctx.rec.set(KIND, &name)?;
-                wait_active(ctx, &name).await?;
             }
             Decision::Update(fields) => {
                 if fields
@@ -146,12 +160,18 @@ pub async fn ensure(ctx: &Ctx<'_>, role: &Handle) -> Result<Handle> {
                                 "UpdateFunctionCode",
                             )
                         })?;
-                    wait_updated(ctx, &name).await?;
                 }
                 if fields
                     .iter()
                     .any(|f| !FunctionSettings::CODE_FIELDS.contains(f))
                 {
+                    if fields
+                        .iter()
+                        .any(|f| FunctionSettings::CODE_FIELDS.contains(f))
+                    {
+                        // One update at a time: the code's must finish first.
+                        wait_settled(ctx).await?;
+                    }
                     ctx.aws
                         .lambda
                         .update_function_configuration()
@@ -170,7 +190,6 @@ pub async fn ensure(ctx: &Ctx<'_>, role: &Handle) -> Result<Handle> {
                                 "UpdateFunctionConfiguration",
                             )
                         })?;
-                    wait_updated(ctx, &name).await?;
                 }
                 ctx.rec.set(KIND, &name)?;
             }
@@ -184,7 +203,10 @@ pub async fn ensure(ctx: &Ctx<'_>, role: &Handle) -> Result<Handle> {
     } else {
         name
     };
-    Ok(Handle::new(id, arn, fresh))
+    Ok(Function {
+        handle: Handle::new(id, arn, fresh),
+        settling: ctx.apply && decision != Decision::Unchanged,
+    })
 }
 
 async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, zip: &[u8]) -> Result<String> {
@@ -241,30 +263,67 @@ pub fn role_not_assumable_yet(e: &SdkFailure) -> bool {
     e.is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
 }
 
-async fn wait_active(ctx: &Ctx<'_>, name: &str) -> Result<()> {
-    report::info(&format!("waiting for Lambda function {name} to be Active"));
-    ctx.aws
-        .lambda
-        .wait_until_function_active_v2()
-        .function_name(name)
-        .wait(READY_BUDGET)
-        .await
-        .map_err(|e| waiter_error(name, "to become Active", e))?;
-    Ok(())
+/// Waits until the function is Active and no update is in progress. Polls often at
+/// first (a new function usually settles within a second or two), then less. Right
+/// after a change the function is known not to be ready, so the first look waits too.
+pub async fn wait_ready(ctx: &Ctx<'_>) -> Result<()> {
+    wait(ctx, false).await
 }
 
-async fn wait_updated(ctx: &Ctx<'_>, name: &str) -> Result<()> {
-    report::info(&format!(
-        "waiting for the update of Lambda function {name} to finish"
-    ));
-    ctx.aws
-        .lambda
-        .wait_until_function_updated_v2()
-        .function_name(name)
-        .wait(READY_BUDGET)
-        .await
-        .map_err(|e| waiter_error(name, "to finish its update", e))?;
-    Ok(())
+/// `wait_ready` right after a create or update.
+pub async fn wait_settled(ctx: &Ctx<'_>) -> Result<()> {
+    wait(ctx, true).await
+}
+
+async fn wait(ctx: &Ctx<'_>, just_changed: bool) -> Result<()> {
+    use aws_sdk_lambda::types::{LastUpdateStatus, State};
+    let name = ctx.function_name();
+    report::info(&format!("waiting for Lambda function {name} to be ready"));
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    if just_changed {
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    loop {
+        let out = ctx
+            .aws
+            .lambda
+            .get_function()
+            .function_name(&name)
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| e.fail(format!("waiting for Lambda function {name}"), "GetFunction"))?;
+        let c = out.configuration();
+        let state = c.and_then(|c| c.state());
+        let update = c.and_then(|c| c.last_update_status());
+        let reason = c
+            .and_then(|c| c.state_reason().or(c.last_update_status_reason()))
+            .unwrap_or("no reason given");
+        if matches!(state, Some(State::Failed)) || matches!(update, Some(LastUpdateStatus::Failed))
+        {
+            return Err(waiter_error(
+                &name,
+                "to become ready",
+                format!("it failed: {reason}"),
+            ));
+        }
+        if matches!(state, None | Some(State::Active))
+            && !matches!(update, Some(LastUpdateStatus::InProgress))
+        {
+            return Ok(());
+        }
+        if started.elapsed() + delay > READY_BUDGET {
+            return Err(waiter_error(
+                &name,
+                "to become ready",
+                "still not Active after 5 minutes",
+            ));
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
 }
 
 fn waiter_error(name: &str, what: &str, e: impl std::fmt::Display) -> Error {

@@ -63,6 +63,8 @@ pub struct Ctx<'a> {
     pub apply: bool,
     /// Show a line per resource as it is done.
     pub show: bool,
+    /// false: every step one after another (`--max-concurrency 1`), the baseline.
+    pub concurrent: bool,
     pub done: Mutex<Vec<Done>>,
 }
 
@@ -87,6 +89,20 @@ impl Handle {
 }
 
 impl Ctx<'_> {
+    /// Both futures, at the same time unless concurrency is off.
+    pub async fn both<A, B>(
+        &self,
+        a: impl std::future::Future<Output = A>,
+        b: impl std::future::Future<Output = B>,
+    ) -> (A, B) {
+        if self.concurrent {
+            tokio::join!(a, b)
+        } else {
+            let a = a.await;
+            (a, b.await)
+        }
+    }
+
     pub fn role_name(&self) -> String {
         format!("{}-handler", self.stack)
     }

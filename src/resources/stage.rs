@@ -17,7 +17,8 @@ pub const STAGE: &str = "prod";
 /// keep retrying throttling and conflicts for this long.
 const DEPLOY_BUDGET: Duration = Duration::from_secs(120);
 
-async fn observe(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<StageSettings>> {
+/// The stage's settings and the deployment it serves.
+async fn observe(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<(StageSettings, Option<String>)>> {
     let stage = match ctx
         .aws
         .apigw
@@ -38,10 +39,26 @@ async fn observe(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<StageSettings>> {
         }
     };
     let Some(deployment_id) = stage.deployment_id() else {
-        return Ok(Some(StageSettings {
-            definition: String::new(),
-        }));
+        return Ok(Some((
+            StageSettings {
+                definition: String::new(),
+            },
+            None,
+        )));
     };
+    // The state file knows which definition this deployment was made from.
+    if let Some(d) = ctx
+        .rec
+        .deployed()
+        .filter(|d| d.deployment_id == deployment_id)
+    {
+        return Ok(Some((
+            StageSettings {
+                definition: d.definition,
+            },
+            Some(d.deployment_id),
+        )));
+    }
     let description = match ctx
         .aws
         .apigw
@@ -61,9 +78,12 @@ async fn observe(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<StageSettings>> {
             ))
         }
     };
-    Ok(Some(StageSettings {
-        definition: definition_from_description(description.as_deref()),
-    }))
+    Ok(Some((
+        StageSettings {
+            definition: definition_from_description(description.as_deref()),
+        },
+        Some(deployment_id.to_string()),
+    )))
 }
 
 pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()> {
@@ -77,10 +97,11 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()>
     } else {
         observe(ctx, &api.id).await?
     };
-    let decision = decide(&want, observed.as_ref());
+    let decision = decide(&want, observed.as_ref().map(|o| &o.0));
+    let mut deployment_id = observed.and_then(|o| o.1);
     if ctx.apply && decision != Decision::Unchanged {
         let description = format!("{DEFINITION_MARK}{definition}");
-        retry_while(
+        let out = retry_while(
             &format!("deploying REST API {} to stage {STAGE}", api.id),
             DEPLOY_BUDGET,
             || async {
@@ -103,9 +124,18 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()>
                 "CreateDeployment",
             )
         })?;
+        deployment_id = out.id().map(str::to_string);
     }
     if ctx.apply {
         ctx.rec.set(KIND, STAGE)?;
+        if let Some(deployment_id) = deployment_id {
+            ctx.rec.update(|s| {
+                s.deployed = Some(crate::state::Deployed {
+                    deployment_id,
+                    definition: definition.to_string(),
+                })
+            })?;
+        }
     }
     ctx.finish(KIND, STAGE, &decision, recorded, started);
     Ok(())
