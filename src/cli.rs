@@ -131,7 +131,8 @@ pub struct StackArgs {
     pub scopes: Vec<String>,
 
     /// The handler binary to ship as `bootstrap` [default: the first that exists of
-    /// target/lambda/handler/bootstrap, target/release/handler, target/debug/handler]
+    /// target/lambda/<arch>/handler/bootstrap (scripts/build-lambda), target/lambda/handler/bootstrap,
+    /// target/release/handler, target/debug/handler]
     #[arg(long, env = "PROVISION_HANDLER", value_name = "PATH")]
     pub handler: Option<PathBuf>,
 

@@ -125,15 +125,26 @@ fn first_error<T>(results: Vec<Result<T>>) -> Result<Vec<T>> {
 
 /// The whole stack, in dependency order; independent chains at the same time.
 async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
-    let lambda_chain = function::ensure(ctx, role::ensure(ctx));
+    let lambda_chain = ctx.track(
+        "lambda_function",
+        function::ensure(ctx, ctx.track("iam_role", role::ensure(ctx))),
+    );
     let cognito_chain = async {
-        let pool = user_pool::ensure(ctx).await?;
+        let pool = ctx.track("user_pool", user_pool::ensure(ctx)).await?;
         let (d, c) = ctx
             .both(
-                domain::ensure(ctx, &pool.handle, pool.domain.as_deref()),
+                ctx.track(
+                    "user_pool_domain",
+                    domain::ensure(ctx, &pool.handle, pool.domain.as_deref()),
+                ),
                 async {
-                    resource_server::ensure(ctx, &pool.handle).await?;
-                    app_client::ensure(ctx, &pool.handle).await
+                    ctx.track(
+                        "resource_server",
+                        resource_server::ensure(ctx, &pool.handle),
+                    )
+                    .await?;
+                    ctx.track("app_client", app_client::ensure(ctx, &pool.handle))
+                        .await
                 },
             )
             .await;
@@ -141,7 +152,10 @@ async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
         Ok::<_, Error>((pool, c?))
     };
     let ((f, c), a) = ctx
-        .both(ctx.both(lambda_chain, cognito_chain), rest_api::ensure(ctx))
+        .both(
+            ctx.both(lambda_chain, cognito_chain),
+            ctx.track("rest_api", rest_api::ensure(ctx)),
+        )
         .await;
     // Wait for all three so that nothing is left half-recorded, then fail on the first error.
     let (function, cognito, api) = match (f, c, a) {
@@ -154,15 +168,24 @@ async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
     let (pool, client) = cognito;
     // The API is built while the function settles; the permission waits for it.
     let api_part = async {
-        let authorizer = authorizer::ensure(ctx, &api.handle, &pool.handle).await?;
-        let method_settings = methods::ensure(
-            ctx,
-            &api.handle,
-            api.root_id.as_deref(),
-            &authorizer,
-            &function.handle,
-        )
-        .await?;
+        let authorizer = ctx
+            .track(
+                "authorizer",
+                authorizer::ensure(ctx, &api.handle, &pool.handle),
+            )
+            .await?;
+        let method_settings = ctx
+            .track(
+                "methods",
+                methods::ensure(
+                    ctx,
+                    &api.handle,
+                    api.root_id.as_deref(),
+                    &authorizer,
+                    &function.handle,
+                ),
+            )
+            .await?;
         let definition = plan::definition_hash(
             &authorizer::desired(&pool.handle.arn),
             &method_settings
@@ -170,13 +193,22 @@ async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
                 .map(|(p, m)| (*p, m))
                 .collect::<Vec<_>>(),
         );
-        stage::ensure(ctx, &api.handle, &definition).await
+        ctx.track("stage prod", stage::ensure(ctx, &api.handle, &definition))
+            .await
     };
     let lambda_part = async {
         if function.settling {
-            function::wait_settled(ctx).await?;
+            ctx.track(
+                "waiting for lambda_function to be ready",
+                function::wait_settled(ctx),
+            )
+            .await?;
         }
-        permission::ensure(ctx, &function.handle, &api.handle).await
+        ctx.track(
+            "lambda_permission",
+            permission::ensure(ctx, &function.handle, &api.handle),
+        )
+        .await
     };
     let (a, l) = ctx.both(api_part, lambda_part).await;
     first_error(vec![a, l])?;
@@ -223,7 +255,11 @@ fn sorted(mut done: Vec<Done>) -> Vec<Done> {
 pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Format) -> Result<i32> {
     let started = Instant::now();
     // Fail on a missing handler before touching anything.
-    let package = package::build(&desired.handler, desired.handler_given)?;
+    let package = package::build(
+        &desired.handler,
+        desired.handler_given,
+        desired.architecture,
+    )?;
     check_handler(target, desired, &package)?;
     let _lock = if dry_run {
         None
@@ -271,7 +307,7 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
             target.stack, session.account, session.region
         ));
     }
-    let converged = converge(&ctx).await?;
+    let converged = Box::pin(converge(&ctx)).await?;
     let outputs = Outputs {
         api_url: client::api_url(
             target.endpoint_url.as_deref(),
@@ -306,7 +342,11 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
 }
 
 pub async fn status(target: &Target, desired: &Desired, format: Format) -> Result<i32> {
-    let package = match package::build(&desired.handler, desired.handler_given) {
+    let package = match package::build(
+        &desired.handler,
+        desired.handler_given,
+        desired.architecture,
+    ) {
         Ok(p) => Some(p),
         Err(e) if !desired.handler_given => {
             report::info(&format!("{e}; the function's code is not compared"));
@@ -340,7 +380,7 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
         concurrent: target.concurrency > 1,
         done: Mutex::new(Vec::new()),
     };
-    converge(&ctx).await?;
+    Box::pin(converge(&ctx)).await?;
     let health: Vec<_> = sorted(ctx.done.into_inner().expect("done"))
         .into_iter()
         .map(|d| (d.kind, d.id, plan::health(d.action, &d.changes), d.changes))
@@ -544,19 +584,31 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
     };
     // The API and our permission go before the function; the function before its role.
     let lambda_chain = async {
-        let (a, p) = ctx.both(api_chain, permission_then_function).await;
+        let (a, p) = ctx
+            .both(
+                ctx.track("deleting rest_api", api_chain),
+                ctx.track("removing lambda_permission", permission_then_function),
+            )
+            .await;
         first_error(vec![a, p])?;
         let t = Instant::now();
-        let gone = function::delete(&ctx).await?;
+        let gone = ctx
+            .track("deleting lambda_function", function::delete(&ctx))
+            .await?;
         tell(function::KIND, &ctx.function_name(), gone, t);
         rec.remove(function::KIND)?;
         let t = Instant::now();
-        let gone = role::delete(&ctx).await?;
+        let gone = ctx.track("deleting iam_role", role::delete(&ctx)).await?;
         tell(role::KIND, &ctx.role_name(), gone, t);
         rec.remove(role::KIND)?;
         Ok::<_, Error>(())
     };
-    let (l, c) = ctx.both(lambda_chain, cognito_chain).await;
+    let (l, c) = ctx
+        .both(
+            lambda_chain,
+            ctx.track("deleting user_pool_domain and user_pool", cognito_chain),
+        )
+        .await;
     first_error(vec![l, c])?;
     // Last: the state file, once nothing it names is left.
     rec.delete_file()?;

@@ -19,12 +19,17 @@ pub const DEFAULT_TOKEN_VALIDITY_MIN: i32 = 60;
 /// Region used with an endpoint URL when nothing else names one (emulators ignore it).
 pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
 
-/// Where the handler binary is looked for when no path is given, in this order.
-pub const HANDLER_CANDIDATES: [&str; 3] = [
-    "target/lambda/handler/bootstrap",
-    "target/release/handler",
-    "target/debug/handler",
-];
+/// Where the handler binary is looked for when no path is given, in this order:
+/// a Lambda build for the architecture (scripts/build-lambda), a plain `cargo lambda
+/// build`, then host builds.
+pub fn handler_candidates(arch: Arch) -> [String; 4] {
+    [
+        format!("target/lambda/{arch}/handler/bootstrap"),
+        "target/lambda/handler/bootstrap".into(),
+        "target/release/handler".into(),
+        "target/debug/handler".into(),
+    ]
+}
 
 /// The config file, as written by the user. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -264,11 +269,6 @@ pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {
         vec![DEFAULT_SCOPE.to_string()]
     };
     let scopes = parse_scopes(&raw_scopes)?;
-    let (handler, handler_given) = match args.handler.clone().or_else(|| file.handler.path.clone())
-    {
-        Some(p) => (p, true),
-        None => (default_handler(), false),
-    };
     let memory_mb = args
         .memory
         .or(file.handler.memory_mb)
@@ -287,6 +287,11 @@ pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {
         Some(a) => Arch::parse(a)?,
         None => Arch::X86_64,
     };
+    let (handler, handler_given) = match args.handler.clone().or_else(|| file.handler.path.clone())
+    {
+        Some(p) => (p, true),
+        None => (default_handler(architecture), false),
+    };
     let token_validity_min = args
         .token_validity
         .or(file.token.access_token_validity_minutes)
@@ -304,12 +309,13 @@ pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {
     })
 }
 
-fn default_handler() -> PathBuf {
-    HANDLER_CANDIDATES
+fn default_handler(arch: Arch) -> PathBuf {
+    let candidates = handler_candidates(arch);
+    candidates
         .iter()
         .map(PathBuf::from)
         .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(HANDLER_CANDIDATES[0]))
+        .unwrap_or_else(|| PathBuf::from(&candidates[0]))
 }
 
 fn in_range(what: &str, value: i32, min: i32, max: i32) -> Result<()> {

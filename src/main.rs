@@ -66,13 +66,18 @@ fn run(cli: Cli) -> Result<i32> {
     match &cli.command {
         Command::Up(args) => {
             let desired = desired_of(&args.stack)?;
-            runtime.block_on(commands::up(&target, &desired, args.dry_run, format))
+            runtime.block_on(Box::pin(commands::up(
+                &target,
+                &desired,
+                args.dry_run,
+                format,
+            )))
         }
         Command::Status(args) => {
             let desired = desired_of(args)?;
-            runtime.block_on(commands::status(&target, &desired, format))
+            runtime.block_on(Box::pin(commands::status(&target, &desired, format)))
         }
-        Command::Down => runtime.block_on(commands::down(&target, format)),
+        Command::Down => runtime.block_on(Box::pin(commands::down(&target, format))),
         Command::Outputs => commands::outputs(&target, format),
         Command::Token => runtime.block_on(commands::token(&target, format)),
         Command::Invoke(args) => runtime.block_on(commands::invoke(&target, args, format)),

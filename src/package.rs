@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
-use crate::config::HANDLER_CANDIDATES;
 use crate::errors::{Error, Result};
 
 pub struct Package {
@@ -23,10 +22,10 @@ pub struct Package {
 }
 
 /// Reads the handler binary and packs it.
-pub fn build(binary: &Path, given: bool) -> Result<Package> {
+pub fn build(binary: &Path, given: bool, arch: crate::config::Arch) -> Result<Package> {
     let bytes = std::fs::read(binary).map_err(|e| {
         let how = "build it first: `cargo build --release -p handler` for the local emulator, \
-                   `cargo lambda build --release -p handler` for AWS; or pass --handler PATH";
+                   `scripts/build-lambda` (cargo lambda) for AWS; or pass --handler PATH";
         if e.kind() == std::io::ErrorKind::NotFound {
             if given {
                 Error::usage(format!(
@@ -36,7 +35,7 @@ pub fn build(binary: &Path, given: bool) -> Result<Package> {
             } else {
                 Error::usage(format!(
                     "handler binary: none found (looked for {}); {how}",
-                    HANDLER_CANDIDATES.join(", ")
+                    crate::config::handler_candidates(arch).join(", ")
                 ))
             }
         } else {
@@ -108,7 +107,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bootstrap");
         std::fs::write(&path, b"binary").unwrap();
-        let p = build(&path, true).unwrap();
+        let p = build(&path, true, crate::config::Arch::X86_64).unwrap();
         assert_eq!(
             p.code_sha256,
             aws_smithy_types::base64::encode(Sha256::digest(&p.zip))
@@ -118,9 +117,13 @@ mod tests {
 
     #[test]
     fn missing_binary_is_a_usage_error_that_says_how_to_build() {
-        let err = build(Path::new("/nonexistent/bootstrap"), true)
-            .err()
-            .unwrap();
+        let err = build(
+            Path::new("/nonexistent/bootstrap"),
+            true,
+            crate::config::Arch::X86_64,
+        )
+        .err()
+        .unwrap();
         assert_eq!(err.exit_code(), 2);
         assert!(
             err.to_string().contains("cargo build --release -p handler"),

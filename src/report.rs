@@ -1,10 +1,12 @@
 //! Everything the user sees: progress on stderr while a command runs, and the result
 //! on stdout (human text, or exactly one JSON object with `-o json`).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -14,10 +16,59 @@ use crate::state::Outputs;
 static LEVEL: AtomicU8 = AtomicU8::new(1);
 static HUMAN: AtomicU8 = AtomicU8::new(1);
 
+/// Spinners for the steps in flight, when stderr is a terminal and output is human.
+static MULTI: OnceLock<Option<MultiProgress>> = OnceLock::new();
+
 pub fn init(human: bool, verbose: u8, quiet: bool) {
     let level = if quiet { 0 } else { 1 + verbose.min(2) };
     LEVEL.store(level, Ordering::Relaxed);
     HUMAN.store(human as u8, Ordering::Relaxed);
+    let live = human && level >= 1 && std::io::stderr().is_terminal();
+    let _ = MULTI.set(live.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())));
+}
+
+fn multi() -> Option<&'static MultiProgress> {
+    MULTI.get().and_then(Option::as_ref)
+}
+
+/// A line on stderr that does not tear the spinners.
+fn line(msg: &str) {
+    match multi() {
+        Some(m) => {
+            let _ = m.println(msg);
+        }
+        None => eprintln!("{msg}"),
+    }
+}
+
+/// A step in flight: a spinner on a terminal (cleared when dropped), else a line at -v.
+pub struct Activity(Option<ProgressBar>);
+
+pub fn activity(label: &str) -> Activity {
+    match multi() {
+        Some(m) => {
+            let bar = m.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("  {spinner} {msg} {elapsed:.dim}")
+                    .expect("valid template"),
+            );
+            bar.set_message(label.to_string());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            Activity(Some(bar))
+        }
+        None => {
+            info(&format!("... {label}"));
+            Activity(None)
+        }
+    }
+}
+
+impl Drop for Activity {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn level() -> u8 {
@@ -31,28 +82,28 @@ fn human() -> bool {
 /// A step worth telling at -v.
 pub fn info(msg: &str) {
     if level() >= 2 {
-        eprintln!("  {msg}");
+        line(&format!("  {msg}"));
     }
 }
 
 /// Request-level detail at -vv. Never pass it a secret.
 pub fn trace(msg: &str) {
     if level() >= 3 {
-        eprintln!("    {msg}");
+        line(&format!("    {msg}"));
     }
 }
 
 /// A warning: always shown unless -q.
 pub fn warn(msg: &str) {
     if level() >= 1 {
-        eprintln!("warning: {msg}");
+        line(&format!("warning: {msg}"));
     }
 }
 
 /// A line of progress for human output (also shown with -o json at -v).
 pub fn progress(msg: &str) {
     if (human() && level() >= 1) || level() >= 2 {
-        eprintln!("{msg}");
+        line(msg);
     }
 }
 

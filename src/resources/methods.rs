@@ -148,40 +148,56 @@ pub async fn ensure(
         // Only reachable if CreateRestApi did not report the root: look it up.
         root = read(ctx, &api.id).await?.0;
     }
-    let mut slots = [(ROOT, root), (PROXY, proxy)];
-    for i in 0..slots.len() {
-        let path = slots[i].0;
-        let key = format!("{KIND} {path}");
-        let recorded = ctx.rec.get(&key).is_some();
-        let decision = decide(&want, slots[i].1.method.as_ref());
-        if ctx.apply && decision != Decision::Unchanged {
-            let resource_id = match &slots[i].1.resource_id {
-                Some(id) => id.clone(),
-                // Only `/{proxy+}` can be missing: `/` comes with the API.
-                None => {
-                    let root_id = slots[0].1.resource_id.clone().unwrap_or_default();
-                    create_proxy_resource(ctx, &api.id, &root_id).await?
-                }
-            };
-            if matches!(decision, Decision::Update(_)) {
-                delete_method(ctx, &api.id, &resource_id, path).await?;
-            }
-            put(ctx, &api.id, &resource_id, path, &want).await?;
-            slots[i].1.resource_id = Some(resource_id);
-        }
-        if ctx.apply {
-            ctx.rec
-                .set(&key, slots[i].1.resource_id.as_deref().unwrap_or(NEW))?;
-        }
-        ctx.finish(
-            KIND,
-            &format!("{HTTP_METHOD} {path}"),
-            &decision,
-            recorded,
-            started,
-        );
-    }
+    // `/` and `/{proxy+}` do not depend on each other: both at once.
+    let root_id = root.resource_id.clone().unwrap_or_default();
+    let (r, p) = ctx
+        .both(
+            converge_path(ctx, api, ROOT, root, &root_id, &want, started),
+            converge_path(ctx, api, PROXY, proxy, &root_id, &want, started),
+        )
+        .await;
+    r?;
+    p?;
     Ok(vec![(ROOT, want.clone()), (PROXY, want)])
+}
+
+/// One path's ANY method: create (with the `{proxy+}` resource if missing), replace, or leave.
+async fn converge_path(
+    ctx: &Ctx<'_>,
+    api: &Handle,
+    path: &'static str,
+    mut slot: PathState,
+    root_id: &str,
+    want: &MethodSettings,
+    started: Instant,
+) -> Result<()> {
+    let key = format!("{KIND} {path}");
+    let recorded = ctx.rec.get(&key).is_some();
+    let decision = decide(want, slot.method.as_ref());
+    if ctx.apply && decision != Decision::Unchanged {
+        let resource_id = match &slot.resource_id {
+            Some(id) => id.clone(),
+            // Only `/{proxy+}` can be missing: `/` comes with the API.
+            None => create_proxy_resource(ctx, &api.id, root_id).await?,
+        };
+        if matches!(decision, Decision::Update(_)) {
+            delete_method(ctx, &api.id, &resource_id, path).await?;
+        }
+        put(ctx, &api.id, &resource_id, path, want).await?;
+        slot.resource_id = Some(resource_id);
+    }
+    if ctx.apply {
+        ctx.rec
+            .set(&key, slot.resource_id.as_deref().unwrap_or(NEW))?;
+    }
+    ctx.finish(
+        KIND,
+        &format!("{HTTP_METHOD} {path}"),
+        &decision,
+        recorded,
+        started,
+    );
+    Ok(())
 }
 
 async fn create_proxy_resource(ctx: &Ctx<'_>, api_id: &str, root_id: &str) -> Result<String> {

@@ -103,6 +103,12 @@ impl Ctx<'_> {
         }
     }
 
+    /// Runs one step with a spinner (on a terminal) saying what is in flight.
+    pub async fn track<T>(&self, label: &str, step: impl std::future::Future<Output = T>) -> T {
+        let _activity = self.show.then(|| report::activity(label));
+        step.await
+    }
+
     pub fn role_name(&self) -> String {
         format!("{}-handler", self.stack)
     }
