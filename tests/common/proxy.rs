@@ -235,7 +235,14 @@ fn fault_response(service: &str, kind: u64) -> Vec<u8> {
 /// client never reuses a connection this proxy is about to close.
 fn closing(response: &[u8]) -> Vec<u8> {
     let end = find(response, b"\r\n\r\n").unwrap_or(response.len());
-    let head = String::from_utf8_lossy(&response[..end]);
+    let mut bytes = with_connection_close(&String::from_utf8_lossy(&response[..end])).into_bytes();
+    bytes.extend_from_slice(response.get(end + 4..).unwrap_or_default());
+    bytes
+}
+
+/// An HTTP head (request or response) with `Connection: close` instead of whatever it
+/// said, ending with the blank line.
+fn with_connection_close(head: &str) -> String {
     let mut out = String::new();
     for (i, line) in head.lines().enumerate() {
         if i > 0 && line.to_ascii_lowercase().starts_with("connection:") {
@@ -245,9 +252,7 @@ fn closing(response: &[u8]) -> Vec<u8> {
         out.push_str("\r\n");
     }
     out.push_str("Connection: close\r\n\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(response.get(end + 4..).unwrap_or_default());
-    bytes
+    out
 }
 
 fn next_random(state: &Mutex<u64>) -> u64 {
@@ -306,16 +311,8 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         }
         // Forward on a fresh upstream connection, asking it to close after answering.
         let mut up = TcpStream::connect(&s.upstream).await?;
-        let mut new_head = String::new();
-        for (i, line) in head.lines().enumerate() {
-            if i > 0 && line.to_ascii_lowercase().starts_with("connection:") {
-                continue;
-            }
-            new_head.push_str(line);
-            new_head.push_str("\r\n");
-        }
-        new_head.push_str("Connection: close\r\n\r\n");
-        up.write_all(new_head.as_bytes()).await?;
+        up.write_all(with_connection_close(&head).as_bytes())
+            .await?;
         up.write_all(&body).await?;
         let mut response = Vec::new();
         up.read_to_end(&mut response).await?;
