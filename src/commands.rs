@@ -106,74 +106,60 @@ struct Converged {
     api_id: String,
 }
 
-/// First error of several concurrent chains; the others are shown as warnings.
-fn first_error<T>(results: Vec<Result<T>>) -> Result<Vec<T>> {
-    let mut oks = Vec::new();
-    let mut first: Option<Error> = None;
-    for r in results {
-        match r {
-            Ok(v) => oks.push(v),
-            Err(e) if first.is_none() => first = Some(e),
-            Err(e) => report::warn(&format!("also: {e}")),
-        }
-    }
-    match first {
-        Some(e) => Err(e),
-        None => Ok(oks),
-    }
-}
-
 /// The whole stack, in dependency order; independent chains at the same time.
 async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
     let lambda_chain = ctx.track(
         "lambda_function",
         function::ensure(ctx, ctx.track("iam_role", role::ensure(ctx))),
     );
-    let cognito_chain = async {
-        let pool = ctx.track("user_pool", user_pool::ensure(ctx)).await?;
-        let (d, c) = ctx
+    // The pool and the API; then, at once, the rest of Cognito and the authorizer
+    // (which needs only those two, not the function).
+    let cognito_and_api = async {
+        let (p, a) = ctx
             .both(
-                ctx.track(
-                    "user_pool_domain",
-                    domain::ensure(ctx, &pool.handle, pool.domain.as_deref()),
-                ),
-                async {
-                    ctx.track(
-                        "resource_server",
-                        resource_server::ensure(ctx, &pool.handle),
-                    )
-                    .await?;
-                    ctx.track("app_client", app_client::ensure(ctx, &pool.handle))
-                        .await
-                },
+                ctx.track("user_pool", user_pool::ensure(ctx)),
+                ctx.track("rest_api", rest_api::ensure(ctx)),
             )
             .await;
-        d?;
-        Ok::<_, Error>((pool, c?))
-    };
-    let ((f, c), a) = ctx
-        .both(
-            ctx.both(lambda_chain, cognito_chain),
-            ctx.track("rest_api", rest_api::ensure(ctx)),
-        )
-        .await;
-    // Wait for all three so that nothing is left half-recorded, then fail on the first error.
-    let (function, cognito, api) = match (f, c, a) {
-        (Ok(f), Ok(c), Ok(a)) => (f, c, a),
-        (f, c, a) => {
-            first_error(vec![f.map(|_| ()), c.map(|_| ()), a.map(|_| ())])?;
-            unreachable!("one of the chains failed")
-        }
-    };
-    let (pool, client) = cognito;
-    // The API is built while the function settles; the permission waits for it.
-    let api_part = async {
-        let authorizer = ctx
-            .track(
-                "authorizer",
-                authorizer::ensure(ctx, &api.handle, &pool.handle),
+        let (pool, api) = both_ok(p, a)?;
+        let cognito_rest = async {
+            let (d, c) = ctx
+                .both(
+                    ctx.track(
+                        "user_pool_domain",
+                        domain::ensure(ctx, &pool.handle, pool.domain.as_deref()),
+                    ),
+                    async {
+                        ctx.track(
+                            "resource_server",
+                            resource_server::ensure(ctx, &pool.handle),
+                        )
+                        .await?;
+                        ctx.track("app_client", app_client::ensure(ctx, &pool.handle))
+                            .await
+                    },
+                )
+                .await;
+            let (_, client) = both_ok(d, c)?;
+            Ok(client)
+        };
+        let (c, z) = ctx
+            .both(
+                cognito_rest,
+                ctx.track(
+                    "authorizer",
+                    authorizer::ensure(ctx, &api.handle, &pool.handle),
+                ),
             )
-            .await?;
+            .await;
+        let (client, authorizer) = both_ok(c, z)?;
+        Ok::<_, Error>((pool, api, client, authorizer))
+    };
+    let (f, c) = ctx.both(lambda_chain, cognito_and_api).await;
+    let (function, (pool, api, client, authorizer)) = both_ok(f, c)?;
+    // The methods and the stage are built while the function settles; the permission
+    // waits for it.
+    let api_part = async {
         let method_settings = ctx
             .track(
                 "methods",
@@ -211,12 +197,25 @@ async fn converge(ctx: &Ctx<'_>) -> Result<Converged> {
         .await
     };
     let (a, l) = ctx.both(api_part, lambda_part).await;
-    first_error(vec![a, l])?;
+    both_ok(a, l)?;
     Ok(Converged {
         pool_id: pool.handle.id,
         client_id: client.id,
         api_id: api.handle.id,
     })
+}
+
+/// Both results, once both chains have finished (so nothing is left half-recorded);
+/// else the first error, the other shown as a warning.
+fn both_ok<A, B>(a: Result<A>, b: Result<B>) -> Result<(A, B)> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        (Err(e), Err(other)) => {
+            report::warn(&format!("also: {other}"));
+            Err(e)
+        }
+    }
 }
 
 /// Will the handler run on Lambda? An error for AWS; a warning for the local emulator,
@@ -590,7 +589,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
                 ctx.track("removing lambda_permission", permission_then_function),
             )
             .await;
-        first_error(vec![a, p])?;
+        both_ok(a, p)?;
         let t = Instant::now();
         let gone = ctx
             .track("deleting lambda_function", function::delete(&ctx))
@@ -609,7 +608,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
             ctx.track("deleting user_pool_domain and user_pool", cognito_chain),
         )
         .await;
-    first_error(vec![l, c])?;
+    both_ok(l, c)?;
     // Last: the state file, once nothing it names is left.
     rec.delete_file()?;
     let done = sorted(ctx.done.into_inner().expect("done"));
