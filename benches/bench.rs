@@ -143,6 +143,11 @@ fn run(h: &Harness, via: Option<&Proxy>, concurrency: &str, args: &[&str], expec
         Some(p) => h.command_via(p),
         None => h.command(),
     };
+    // A release build of the handler, as users ship (the debug build is 4× larger to pack).
+    cmd.env(
+        "PROVISION_HANDLER",
+        common::repo_root().join("target/release/handler"),
+    );
     cmd.args(["-o", "json", "--max-concurrency", concurrency])
         .args(args);
     let started = Instant::now();

@@ -130,12 +130,15 @@ fn function_state(
         .build()
 }
 
-fn role() -> Handle {
-    Handle::new(
-        "s-handler",
-        "arn:aws:iam::123456789012:role/s-handler",
-        true,
-    )
+fn role() -> super::role::Role {
+    super::role::Role {
+        handle: Handle::new(
+            "s-handler",
+            "arn:aws:iam::123456789012:role/s-handler",
+            true,
+        ),
+        pending: Vec::new(),
+    }
 }
 
 #[tokio::test]
@@ -227,7 +230,7 @@ async fn an_update_waits_until_last_update_status_is_successful() {
         .then_output(|| UpdateFunctionConfigurationOutput::builder().build());
     let f = fixture(vec![("lambda", get.clone()), ("lambda", update.clone())]).await;
     let mut existing = role();
-    existing.fresh = false;
+    existing.handle.fresh = false;
     let ctx = f.ctx();
     let function = function::ensure(&ctx, async { Ok(existing) })
         .await

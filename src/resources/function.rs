@@ -109,7 +109,7 @@ pub struct Function {
 /// API can be built while it settles.
 pub async fn ensure(
     ctx: &Ctx<'_>,
-    role: impl std::future::Future<Output = Result<Handle>>,
+    role: impl std::future::Future<Output = Result<super::role::Role>>,
 ) -> Result<Function> {
     let name = ctx.function_name();
     let recorded = ctx.rec.get(KIND).is_some();
@@ -119,7 +119,7 @@ pub async fn ensure(
     if let Some(f) = &found {
         check_owner(Some(&f.tags), ctx.stack, &format!("Lambda function {name}"))?;
     }
-    let want = desired(ctx, &role, found.as_ref().map(|f| &f.settings));
+    let want = desired(ctx, &role.handle, found.as_ref().map(|f| &f.settings));
     let decision = decide(&want, found.as_ref().map(|f| &f.settings));
     let mut arn = found.as_ref().map(|f| f.arn.clone()).unwrap_or_else(|| {
         format!(
@@ -131,14 +131,27 @@ pub async fn ensure(
         let package = ctx
             .package
             .ok_or_else(|| Error::usage("handler package: none was built"))?;
+        if decision != Decision::Create {
+            super::role::attach_pending(ctx, &role).await?;
+        }
         // An earlier run may have been stopped while the function was still settling.
         if found.as_ref().is_some_and(|f| !f.ready) {
             wait_ready(ctx).await?;
         }
         match &decision {
             Decision::Create => {
-                arn = create(ctx, &name, &want, &package.zip).await?;
-                ctx.rec.set(KIND, &name)?;
+                let (attached, created) = ctx
+                    .both(
+                        super::role::attach_pending(ctx, &role),
+                        create(ctx, &name, &want, &package.zip),
+                    )
+                    .await;
+                if let Ok(created) = &created {
+                    arn = created.clone();
+                    ctx.rec.set(KIND, &name)?;
+                }
+                attached?;
+                created?;
             }
             Decision::Update(fields) => {
                 if fields

@@ -82,7 +82,16 @@ async fn attached_policies(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>> {
     Ok(arns)
 }
 
-pub async fn ensure(ctx: &Ctx<'_>) -> Result<Handle> {
+/// The role as `ensure` left it.
+#[derive(Debug)]
+pub struct Role {
+    pub handle: Handle,
+    /// Policies a new role still needs: attached by `attach_pending` while the function
+    /// is created, which does not need them (they matter when it runs).
+    pub pending: Vec<String>,
+}
+
+pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
     let started = Instant::now();
     let name = ctx.role_name();
     let recorded = ctx.rec.get(KIND).is_some();
@@ -127,10 +136,12 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Handle> {
                     .sdk()
                     .map_err(|e| e.fail(format!("creating IAM role {name}"), "CreateRole"))?;
                 ctx.rec.set(KIND, &name)?;
-                attach(ctx, &name, &want.policies[0]).await?;
                 let arn = out.role().map(|r| r.arn().to_string()).unwrap_or(arn);
                 ctx.finish(KIND, &name, &decision, recorded, started);
-                return Ok(Handle::new(name, arn, true));
+                return Ok(Role {
+                    handle: Handle::new(name, arn, true),
+                    pending: want.policies,
+                });
             }
             Decision::Update(_) => {
                 let observed = observed.as_ref().expect("update implies observed");
@@ -176,7 +187,18 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Handle> {
         name.clone()
     };
     ctx.finish(KIND, &name, &decision, recorded, started);
-    Ok(Handle::new(id, arn, fresh))
+    Ok(Role {
+        handle: Handle::new(id, arn, fresh),
+        pending: Vec::new(),
+    })
+}
+
+/// Attaches what a new role still needs (see `Role::pending`).
+pub async fn attach_pending(ctx: &Ctx<'_>, role: &Role) -> Result<()> {
+    for policy in &role.pending {
+        attach(ctx, &role.handle.id, policy).await?;
+    }
+    Ok(())
 }
 
 async fn attach(ctx: &Ctx<'_>, name: &str, policy: &str) -> Result<()> {
