@@ -45,7 +45,7 @@ const FRESH_UP_DAG: &[(&str, &[&str])] = &[
     ("iam:AttachRolePolicy", &["iam:CreateRole"]),
     (
         "lambda:CreateFunction",
-        &["iam:AttachRolePolicy", "lambda:GetFunction"],
+        &["iam:CreateRole", "lambda:GetFunction"],
     ),
     ("lambda:GetFunction(ready)", &["lambda:CreateFunction"]),
     ("cognito-idp:CreateUserPool", &["cognito-idp:ListUserPools"]),
