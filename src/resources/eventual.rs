@@ -405,3 +405,36 @@ async fn add_permission_conflict_on_our_own_statement_counts_as_done() {
         .expect_err("busy is an error");
     assert!(err.to_string().contains("Pending"), "{err}");
 }
+
+#[tokio::test]
+async fn a_new_domain_is_waited_for_until_active() {
+    use aws_sdk_cognitoidentityprovider::operation::create_user_pool_domain::CreateUserPoolDomainOutput;
+    use aws_sdk_cognitoidentityprovider::types::DomainStatusType;
+    let create = mock!(aws_sdk_cognitoidentityprovider::Client::create_user_pool_domain)
+        .then_output(|| CreateUserPoolDomainOutput::builder().build());
+    let status = |s: DomainStatusType| {
+        DescribeUserPoolDomainOutput::builder()
+            .domain_description(
+                DomainDescriptionType::builder()
+                    .user_pool_id("us-east-1_Mine")
+                    .status(s)
+                    .build(),
+            )
+            .build()
+    };
+    let describe = mock!(aws_sdk_cognitoidentityprovider::Client::describe_user_pool_domain)
+        .sequence()
+        .output(move || status(DomainStatusType::Creating))
+        .output(move || status(DomainStatusType::Active))
+        .build();
+    let f = fixture(vec![
+        ("cognito-idp", create),
+        ("cognito-idp", describe.clone()),
+    ])
+    .await;
+    let pool = Handle::new("us-east-1_Mine", "arn:pool", true);
+    let ctx = f.ctx();
+    domain::ensure(&ctx, &pool, None).await.expect("active");
+    assert_eq!(describe.num_calls(), 2, "CREATING, then ACTIVE");
+    assert_eq!(ctx.done.lock().unwrap()[0].action, Action::Created);
+}
