@@ -438,3 +438,38 @@ async fn a_new_domain_is_waited_for_until_active() {
     assert_eq!(describe.num_calls(), 2, "CREATING, then ACTIVE");
     assert_eq!(ctx.done.lock().unwrap()[0].action, Action::Created);
 }
+
+#[tokio::test]
+async fn credentials_must_name_an_account_before_anything_happens() {
+    use aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput;
+    let ok = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
+        GetCallerIdentityOutput::builder()
+            .account("123456789012")
+            .arn("arn:aws:iam::123456789012:user/ci")
+            .build()
+    });
+    let f = fixture(vec![("sts", ok)]).await;
+    assert_eq!(f.aws.account().await.unwrap(), "123456789012");
+
+    let rejected = mock!(aws_sdk_sts::Client::get_caller_identity)
+        .sequence()
+        .http_status(
+            403,
+            Some(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message></Error></ErrorResponse>"
+                    .into(),
+            ),
+        )
+        .build();
+    let f = fixture(vec![("sts", rejected)]).await;
+    let err = f.aws.account().await.expect_err("rejected credentials");
+    let text = err.to_string();
+    assert!(
+        text.contains("checking the AWS credentials") && text.contains("InvalidClientTokenId"),
+        "{text}"
+    );
+    assert!(
+        text.contains("credentials were rejected"),
+        "says what to do: {text}"
+    );
+}
