@@ -228,6 +228,7 @@ impl RunReport<'_> {
         if let Some(o) = self.outputs {
             out.push('\n');
             out.push_str(&outputs_human(o));
+            out.push_str("\nTry it: `provision token` prints an access token; `provision invoke --path /hello` calls the API with one.\n");
         }
         out
     }

@@ -68,8 +68,8 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle, current: Option<&str>) -> Resu
     if ctx.apply {
         if let (Decision::Update(_), Some(old)) = (&decision, current) {
             // A pool has at most one prefix domain, so the old one must go first.
-            report::info(&format!(
-                "replacing domain prefix {old} with {prefix} (a pool can have only one prefix domain)"
+            report::progress(&format!(
+                "  note: replacing domain prefix {old} with {prefix}: a pool can have only one prefix domain, so the old one is deleted first (the token URL changes)"
             ));
             delete(ctx, &pool.id, old).await?;
         }
