@@ -532,7 +532,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         }
         Ok::<_, Error>(())
     };
-    let permission_then_function = async {
+    let permission_removal = async {
         let t = Instant::now();
         let removed = permission::remove(&ctx).await?;
         tell(permission::KIND, permission::STATEMENT_ID, removed, t);
@@ -586,7 +586,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         let (a, p) = ctx
             .both(
                 ctx.track("deleting rest_api", api_chain),
-                ctx.track("removing lambda_permission", permission_then_function),
+                ctx.track("removing lambda_permission", permission_removal),
             )
             .await;
         both_ok(a, p)?;
