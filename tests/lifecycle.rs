@@ -305,3 +305,34 @@ async fn up_token_invoke_status_down() {
         "{again}"
     );
 }
+
+/// The sequential baseline (`--max-concurrency 1`) builds the same stack, and human
+/// output shows a line per resource and a summary.
+#[tokio::test]
+async fn without_concurrency_the_same_stack_with_plain_progress_lines() {
+    let h = Harness::new();
+    let up = h.ok(&["--max-concurrency", "1", "up"]);
+    let created: Vec<&str> = up
+        .stderr
+        .lines()
+        .filter(|l| l.trim_start().starts_with("created"))
+        .collect();
+    assert_eq!(created.len(), 12, "a line per resource:\n{}", up.stderr);
+    assert!(
+        up.stdout.contains("12 created") && up.stdout.contains("AWS calls"),
+        "summary:\n{}",
+        up.stdout
+    );
+    assert!(up.stdout.contains("api_url"), "outputs:\n{}", up.stdout);
+    h.assert_one_stack().await;
+    let quiet = h.ok(&["-q", "--max-concurrency", "1", "up"]);
+    assert!(
+        quiet.stderr.trim().is_empty(),
+        "-q prints no progress: {}",
+        quiet.stderr
+    );
+    h.ok(&["--max-concurrency", "1", "down"]);
+    h.aws().await.assert_empty().await;
+    let zero = h.run(&["--max-concurrency", "0", "up"]);
+    assert_eq!(zero.code, 2, "{}", zero.describe());
+}
