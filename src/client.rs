@@ -50,23 +50,51 @@ fn http() -> Result<reqwest::Client> {
 }
 
 /// The client_credentials grant. The secret goes in the Authorization header only.
-pub async fn token(url: &str, client_id: &str, secret: &str, scopes: &[String]) -> Result<Token> {
+///
+/// `wait_for_dns`: a new Cognito domain can take a minute or so to resolve; keep trying
+/// to connect for that long (AWS only: an emulator that does not answer is just down).
+pub async fn token(
+    url: &str,
+    client_id: &str,
+    secret: &str,
+    scopes: &[String],
+    wait_for_dns: bool,
+) -> Result<Token> {
     let scope = scopes.join(" ");
-    let response = http()?
-        .post(url)
-        .basic_auth(client_id, Some(secret))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", scope.as_str()),
-        ])
-        .send()
-        .await
-        .map_err(|e| {
-            Error::Http(format!(
-                "requesting a token from {url}: {}",
-                reqwest_reason(&e)
-            ))
-        })?;
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_secs(1);
+    let response = loop {
+        let sent = http()?
+            .post(url)
+            .basic_auth(client_id, Some(secret))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", scope.as_str()),
+            ])
+            .send()
+            .await;
+        match sent {
+            Ok(r) => break r,
+            Err(e)
+                if wait_for_dns
+                    && e.is_connect()
+                    && started.elapsed() + delay < Duration::from_secs(90) =>
+            {
+                crate::report::progress(&format!(
+                    "the token endpoint does not answer yet (a new domain takes a minute or so to resolve); retrying in {}s",
+                    delay.as_secs()
+                ));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(15));
+            }
+            Err(e) => {
+                return Err(Error::Http(format!(
+                    "requesting a token from {url}: {}",
+                    reqwest_reason(&e)
+                )))
+            }
+        }
+    };
     let status = response.status();
     let body = response
         .text()

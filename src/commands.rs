@@ -674,7 +674,14 @@ async fn fresh_token(
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    client::token(&outputs.token_url, &outputs.client_id, &secret, &scopes).await
+    client::token(
+        &outputs.token_url,
+        &outputs.client_id,
+        &secret,
+        &scopes,
+        !target.is_local(),
+    )
+    .await
 }
 
 pub async fn token(target: &Target, format: Format) -> Result<i32> {
