@@ -263,11 +263,9 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
         for var in &c.unset {
             cmd.env_remove(var);
         }
-        let _ = std::fs::remove_file(h.call_log());
-        let out = cmd.args(&c.args).output().unwrap();
-        let code = out.status.code().unwrap_or(-1);
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        let calls = std::fs::read_to_string(h.call_log()).unwrap_or_default();
+        let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        let out = h.run_with(cmd, &args);
+        let (code, stderr) = (out.code, &out.stderr);
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         let mut problems = Vec::new();
         if code != c.code {
@@ -281,16 +279,10 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
                 problems.push(format!("error does not say `{word}`"));
             }
         }
-        if c.no_call && !calls.trim().is_empty() {
-            problems.push(format!("AWS was called: {calls}"));
+        if c.no_call && !out.calls.is_empty() {
+            problems.push(format!("AWS was called: {:?}", out.calls));
         }
-        let writes: Vec<_> = calls
-            .lines()
-            .filter(|l| {
-                let op = l.split(':').nth(1).unwrap_or("");
-                !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
-            })
-            .collect();
+        let writes = out.writes();
         if !writes.is_empty() {
             problems.push(format!("AWS writes: {writes:?}"));
         }
@@ -298,10 +290,7 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
             problems.push("state file changed".into());
         }
         if !out.stdout.is_empty() {
-            problems.push(format!(
-                "stdout not empty: {}",
-                String::from_utf8_lossy(&out.stdout)
-            ));
+            problems.push(format!("stdout not empty: {}", out.stdout));
         }
         for (name, _) in &c.files {
             std::fs::remove_file(h.dir.path().join(name)).unwrap();

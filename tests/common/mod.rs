@@ -158,13 +158,7 @@ impl Harness {
     }
 
     pub fn run_via(&self, proxy: &proxy::Proxy, args: &[&str]) -> Run {
-        let _ = std::fs::remove_file(self.call_log());
-        let output = self
-            .command_via(proxy)
-            .args(args)
-            .output()
-            .expect("run provision");
-        Run::from(output, args, &self.call_log())
+        self.run_with(self.command_via(proxy), args)
     }
 
     /// Exactly one of each resource of the stack exists, and the API answers.
@@ -239,8 +233,14 @@ impl Harness {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(self.command(), args)
+    }
+
+    /// Runs `cmd` (from `command` or `command_via`, perhaps adjusted) with `args`,
+    /// collecting the AWS operations it sent.
+    pub fn run_with(&self, mut cmd: Command, args: &[&str]) -> Run {
         let _ = std::fs::remove_file(self.call_log());
-        let output = self.command().args(args).output().expect("run provision");
+        let output = cmd.args(args).output().expect("run provision");
         Run::from(output, args, &self.call_log())
     }
 
