@@ -135,7 +135,19 @@ pub struct Aws {
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
     pub sts: aws_sdk_sts::Client,
+    /// The same services without the SDK's own retries: for creates, which must not be
+    /// re-sent blindly when an answer is lost (see `resources::create_once`).
+    pub once: Once,
     pub calls: CallLog,
+}
+
+/// Clients that send each request exactly once.
+#[derive(Clone, Debug)]
+pub struct Once {
+    pub iam: aws_sdk_iam::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub cognito: aws_sdk_cognitoidentityprovider::Client,
+    pub apigw: aws_sdk_apigateway::Client,
 }
 
 /// Resolves the region: the one given, else the SDK's chain (env, profile), else
@@ -189,13 +201,17 @@ impl Aws {
     ) -> Aws {
         let calls = CallLog::global().clone();
         macro_rules! client {
-            ($krate:ident, $service:literal) => {{
+            ($krate:ident, $service:literal) => {
+                client!($krate, $service, sdk.retry_config().cloned())
+            };
+            ($krate:ident, $service:literal, $retry:expr) => {{
                 let mut builder = $krate::config::Builder::from(sdk)
                     .retry_classifier(QuotaIsFinal)
                     .interceptor(Counter {
                         service: $service,
                         log: calls.clone(),
                     });
+                builder.set_retry_config($retry);
                 for interceptor in extra($service) {
                     builder.push_interceptor(interceptor);
                 }
@@ -208,6 +224,20 @@ impl Aws {
             cognito: client!(aws_sdk_cognitoidentityprovider, "cognito-idp"),
             apigw: client!(aws_sdk_apigateway, "apigateway"),
             sts: client!(aws_sdk_sts, "sts"),
+            once: Once {
+                iam: client!(aws_sdk_iam, "iam", Some(RetryConfig::disabled())),
+                lambda: client!(aws_sdk_lambda, "lambda", Some(RetryConfig::disabled())),
+                cognito: client!(
+                    aws_sdk_cognitoidentityprovider,
+                    "cognito-idp",
+                    Some(RetryConfig::disabled())
+                ),
+                apigw: client!(
+                    aws_sdk_apigateway,
+                    "apigateway",
+                    Some(RetryConfig::disabled())
+                ),
+            },
             calls,
         }
     }
@@ -243,6 +273,11 @@ pub fn partition(region: &str) -> &'static str {
 pub struct SdkFailure {
     pub code: Option<String>,
     pub message: String,
+    /// The HTTP status of AWS's answer, when there was one.
+    pub status: Option<u16>,
+    /// AWS may have carried the request out: a 5xx answer, a timeout, a connection that
+    /// broke. A create in doubt must be looked up before it is sent again.
+    pub in_doubt: bool,
     /// The request never got an answer (connection refused, timeout, no credentials...).
     pub transport: bool,
     pub credentials: bool,
@@ -251,6 +286,34 @@ pub struct SdkFailure {
 impl SdkFailure {
     pub fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
+    }
+
+    /// Refused for rate before anything was done: safe to send again after a pause.
+    pub fn throttled(&self) -> bool {
+        if self.is("LimitExceededException") {
+            // A quota, unless it speaks of rate (see `is_quota_error`).
+            return self.message.to_ascii_lowercase().contains("rate");
+        }
+        self.status == Some(429)
+            || matches!(
+                self.code.as_deref(),
+                Some(
+                    "Throttling"
+                        | "ThrottlingException"
+                        | "TooManyRequestsException"
+                        | "RequestLimitExceeded"
+                        | "ThrottledException"
+                )
+            )
+    }
+
+    /// The resource to be created is there already (perhaps made by our own earlier
+    /// attempt whose answer was lost).
+    pub fn already_exists(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("EntityAlreadyExists" | "ResourceConflictException" | "ConflictException")
+        ) || self.message.to_ascii_lowercase().contains("already exist")
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -334,12 +397,15 @@ where
             match &err {
                 SdkError::ServiceError(se) => {
                     let e = se.err();
+                    let status = se.raw().status().as_u16();
                     SdkFailure {
                         code: e.code().map(str::to_string),
                         message: e
                             .message()
                             .map(str::to_string)
-                            .unwrap_or_else(|| format!("HTTP {}", se.raw().status().as_u16())),
+                            .unwrap_or_else(|| format!("HTTP {status}")),
+                        status: Some(status),
+                        in_doubt: status >= 500,
                         transport: false,
                         credentials: false,
                     }
@@ -347,18 +413,33 @@ where
                 _ if credentials => SdkFailure {
                     code: None,
                     message: "no AWS credentials found (looked in the environment, the profile files, web identity, the container and instance metadata)".into(),
+                    status: None,
+                    in_doubt: false,
                     transport: false,
                     credentials,
                 },
+                // The request may have reached AWS before the connection failed.
                 SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => SdkFailure {
                     code: None,
                     message: chain,
+                    status: None,
+                    in_doubt: true,
                     transport: true,
+                    credentials,
+                },
+                SdkError::ResponseError(r) => SdkFailure {
+                    code: None,
+                    message: chain.clone(),
+                    status: Some(r.raw().status().as_u16()),
+                    in_doubt: true,
+                    transport: false,
                     credentials,
                 },
                 _ => SdkFailure {
                     code: None,
                     message: chain,
+                    status: None,
+                    in_doubt: false,
                     transport: false,
                     credentials,
                 },

@@ -66,6 +66,7 @@ async fn open(target: &Target) -> Result<Session> {
         (None, Some(s)) => s.region.clone(),
         (None, None) => aws::resolve_region(None, target.is_local()).await?,
     };
+    config::check_partition(&region, target.is_local())?;
     if let Some(s) = &existing {
         state::check_matches(s, &state_path, &target.stack, &region)?;
     }
@@ -290,6 +291,7 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
         show: true,
         concurrent: target.concurrency > 1,
         done: Mutex::new(Vec::new()),
+        function: Default::default(),
     };
     // The prefix must be free or ours before anything is created.
     if rec.get(domain::KIND).as_deref() != Some(prefix.as_str()) {
@@ -378,6 +380,7 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
         show: false,
         concurrent: target.concurrency > 1,
         done: Mutex::new(Vec::new()),
+        function: Default::default(),
     };
     Box::pin(converge(&ctx)).await?;
     let health: Vec<_> = sorted(ctx.done.into_inner().expect("done"))
@@ -405,6 +408,7 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
                     Health::Ok => "ok",
                     Health::Drifted => "drifted",
                     Health::Missing => "missing",
+                    Health::Extra => "extra",
                 };
                 out.push_str(&format!("  {state:<8} {kind:<18} {id}"));
                 if !fields.is_empty() {
@@ -455,6 +459,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         show: true,
         concurrent: target.concurrency > 1,
         done: Mutex::new(Vec::new()),
+        function: Default::default(),
     };
     report::progress(&format!(
         "Taking down stack {} ({} in {}):",
@@ -499,28 +504,22 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
 
     let api_chain = async {
         let t = Instant::now();
-        let found = rest_api::find(&ctx).await?;
-        let gone = match &found {
-            Some(api) => {
-                crate::resources::check_owner(
-                    Some(&api.tags),
-                    ctx.stack,
-                    &format!("REST API {}", api.id),
-                )?;
-                rest_api::delete(&ctx, &api.id).await?
-            }
-            None => false,
-        };
-        children(gone, &[stage::KIND, methods::KIND, authorizer::KIND]);
-        let id = found
-            .map(|a| a.id)
-            .or_else(|| recorded.get(rest_api::KIND).map(str::to_string));
-        tell(
-            rest_api::KIND,
-            id.as_deref().unwrap_or(&ctx.api_name()),
-            gone,
-            t,
-        );
+        // Every API of this name and tag: duplicates too, so none is left behind.
+        let apis = rest_api::find_all(&ctx).await?;
+        let mut gone_any = false;
+        for api in &apis {
+            let gone = rest_api::delete(&ctx, &api.id).await?;
+            gone_any |= gone;
+            tell(rest_api::KIND, &api.id, gone, t);
+        }
+        children(gone_any, &[stage::KIND, methods::KIND, authorizer::KIND]);
+        if apis.is_empty() {
+            let id = recorded
+                .get(rest_api::KIND)
+                .map(str::to_string)
+                .unwrap_or_else(|| ctx.api_name());
+            tell(rest_api::KIND, &id, false, t);
+        }
         for key in [
             rest_api::KIND,
             stage::KIND,
@@ -534,43 +533,41 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
     };
     let permission_removal = async {
         let t = Instant::now();
-        let removed = permission::remove(&ctx).await?;
+        // Only from our own function.
+        let removed = if function::check_ours(&ctx).await? {
+            permission::remove(&ctx).await?
+        } else {
+            false
+        };
         tell(permission::KIND, permission::STATEMENT_ID, removed, t);
         rec.remove(permission::KIND)?;
         Ok::<_, Error>(())
     };
     let cognito_chain = async {
         let t = Instant::now();
-        let Some(pool) = user_pool::find(&ctx).await? else {
+        // Every pool of this name and tag: duplicates too, so none is left behind.
+        let pools = user_pool::find_all(&ctx).await?;
+        if pools.is_empty() {
             if let Some(d) = recorded.get(domain::KIND) {
                 tell(domain::KIND, d, false, t);
             }
             children(false, &[app_client::KIND, resource_server::KIND]);
             tell(user_pool::KIND, &ctx.pool_name(), false, t);
-            for key in [
-                user_pool::KIND,
-                domain::KIND,
-                app_client::KIND,
-                resource_server::KIND,
-            ] {
-                rec.remove(key)?;
-            }
-            return Ok::<_, Error>(());
-        };
-        crate::resources::check_owner(
-            Some(&pool.tags),
-            ctx.stack,
-            &format!("Cognito user pool {}", pool.id),
-        )?;
-        if let Some(prefix) = &pool.domain {
-            let t = Instant::now();
-            let gone = domain::delete(&ctx, &pool.id, prefix).await?;
-            tell(domain::KIND, prefix, gone, t);
-            rec.remove(domain::KIND)?;
         }
-        let gone = user_pool::delete(&ctx, &pool.id).await?;
-        children(gone, &[app_client::KIND, resource_server::KIND]);
-        tell(user_pool::KIND, &pool.id, gone, t);
+        let mut gone_any = false;
+        for pool in &pools {
+            if let Some(prefix) = &pool.domain {
+                let t = Instant::now();
+                let gone = domain::delete(&ctx, &pool.id, prefix).await?;
+                tell(domain::KIND, prefix, gone, t);
+            }
+            let gone = user_pool::delete(&ctx, &pool.id).await?;
+            gone_any |= gone;
+            tell(user_pool::KIND, &pool.id, gone, t);
+        }
+        if !pools.is_empty() {
+            children(gone_any, &[app_client::KIND, resource_server::KIND]);
+        }
         for key in [
             user_pool::KIND,
             domain::KIND,
@@ -579,7 +576,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         ] {
             rec.remove(key)?;
         }
-        Ok(())
+        Ok::<_, Error>(())
     };
     // The API and our permission go before the function; the function before its role.
     let lambda_chain = async {
@@ -597,8 +594,8 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         tell(function::KIND, &ctx.function_name(), gone, t);
         rec.remove(function::KIND)?;
         let t = Instant::now();
-        let gone = ctx.track("deleting iam_role", role::delete(&ctx)).await?;
-        tell(role::KIND, &ctx.role_name(), gone, t);
+        let (name, gone) = ctx.track("deleting iam_role", role::delete(&ctx)).await?;
+        tell(role::KIND, &name, gone, t);
         rec.remove(role::KIND)?;
         Ok::<_, Error>(())
     };

@@ -94,6 +94,17 @@ impl fmt::Display for Arch {
     }
 }
 
+/// The longest scope string an app client may be allowed (see `Scope::parse`).
+pub const MAX_SCOPE_LEN: usize = 256;
+/// The most scopes one app client may be allowed: AllowedOAuthScopes has at most 50
+/// items (a resource server may define 100), and a client gets all of the stack's:
+/// https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UpdateUserPoolClient.html
+/// https://docs.aws.amazon.com/cognito/latest/developerguide/quotas.html
+pub const MAX_SCOPES: usize = 50;
+/// Region names are at most 14 characters today (ap-southeast-5); the cap keeps
+/// `<stack>-handler-<region>` within IAM's 64 for role names.
+const MAX_REGION_LEN: usize = 20;
+
 /// An OAuth scope `RESOURCE_SERVER/NAME`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Scope {
@@ -123,6 +134,16 @@ impl Scope {
         }
         if !ok(name) {
             return Err(bad("the scope name must be 1-256 of A-Z a-z 0-9 . _ -"));
+        }
+        // The whole string is what the app client is allowed (AllowedOAuthScopes items:
+        // 1-256 characters) and our scope description (ScopeDescription: 1-256):
+        // https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UpdateUserPoolClient.html
+        // https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_ResourceServerScopeType.html
+        if s.len() > MAX_SCOPE_LEN {
+            return Err(bad(&format!(
+                "{} characters; Cognito allows at most {MAX_SCOPE_LEN} for RESOURCE_SERVER/SCOPE",
+                s.len()
+            )));
         }
         Ok(Scope {
             server: server.to_string(),
@@ -340,6 +361,12 @@ pub fn parse_scopes(raw: &[String]) -> Result<Vec<Scope>> {
             "scopes: at least one scope is needed, e.g. users/read",
         ));
     }
+    if scopes.len() > MAX_SCOPES {
+        return Err(Error::usage(format!(
+            "scopes: {} given; Cognito allows an app client at most {MAX_SCOPES}",
+            scopes.len()
+        )));
+    }
     let server = &scopes[0].server;
     if let Some(other) = scopes.iter().find(|s| &s.server != server) {
         return Err(Error::usage(format!(
@@ -395,7 +422,8 @@ pub fn validate_region(region: &str) -> Result<()> {
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
         && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
-        && !parts[parts.len() - 1].is_empty();
+        && !parts[parts.len() - 1].is_empty()
+        && region.len() <= MAX_REGION_LEN;
     if ok {
         Ok(())
     } else {
@@ -403,6 +431,22 @@ pub fn validate_region(region: &str) -> Result<()> {
             "region `{region}`: not a region name; use one like us-east-1"
         )))
     }
+}
+
+/// provision builds the token and API URLs of the `aws` partition, and the stack needs
+/// Cognito user pools with a hosted domain and a Cognito authorizer: China's regions
+/// have neither, GovCloud's hosted domains take another form (`auth-fips`), and the
+/// isolated partitions are unknown. A local emulator takes any region.
+pub fn check_partition(region: &str, local: bool) -> Result<()> {
+    let other = ["cn-", "us-gov-", "us-iso", "eu-iso"]
+        .iter()
+        .any(|p| region.starts_with(p));
+    if other && !local {
+        return Err(Error::usage(format!(
+            "region `{region}`: outside the `aws` partition, which is the only one provision supports (Cognito user pools, hosted domains or Cognito authorizers differ or are missing there); use a region of the aws partition"
+        )));
+    }
+    Ok(())
 }
 
 fn validate_endpoint(url: &str) -> Result<String> {
@@ -503,9 +547,35 @@ mod tests {
             "US-EAST-1",
             "us-east-1a",
             "moon-1",
+            "us-eastttttttttttttttt-1",
         ] {
             assert!(validate_region(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn regions_outside_the_aws_partition_are_refused_on_aws_only() {
+        for other in ["cn-north-1", "us-gov-west-1", "us-isob-east-1"] {
+            let err = check_partition(other, false).unwrap_err();
+            assert!(err.to_string().contains("partition"), "{err}");
+            check_partition(other, true).expect("the emulator takes any region");
+        }
+        check_partition("eu-west-1", false).unwrap();
+    }
+
+    #[test]
+    fn scopes_within_cognito_limits() {
+        let long = format!("users/{}", "r".repeat(250));
+        assert_eq!(long.len(), 256);
+        Scope::parse(&long).expect("256 characters in all is allowed");
+        let err = Scope::parse(&format!("{long}x")).unwrap_err();
+        assert!(err.to_string().contains("at most 256"), "{err}");
+        let fifty: Vec<String> = (0..50).map(|i| format!("users/s{i}")).collect();
+        assert_eq!(parse_scopes(&fifty).unwrap().len(), 50);
+        let mut many = fifty.clone();
+        many.push("users/s50".into());
+        let err = parse_scopes(&many).unwrap_err();
+        assert!(err.to_string().contains("at most 50"), "{err}");
     }
 
     #[test]

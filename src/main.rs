@@ -11,6 +11,7 @@ mod elf;
 mod errors;
 mod package;
 mod plan;
+mod policy_doc;
 mod report;
 mod resources;
 mod state;
@@ -24,7 +25,16 @@ fn main() {
     let cli = Cli::parse();
     let format = cli.output;
     report::init(format == Format::Human, cli.verbose, cli.quiet);
-    let code = match run(cli) {
+    // The command's futures (every resource's chain, joined) are polled on this thread;
+    // unoptimised builds need more than a main thread's 8 MiB for them.
+    let outcome = std::thread::Builder::new()
+        .name("provision".into())
+        .stack_size(64 << 20)
+        .spawn(move || run(cli))
+        .expect("start the command's thread")
+        .join()
+        .unwrap_or_else(|_| Err(Error::Http("internal error: the command panicked".into())));
+    let code = match outcome {
         Ok(code) => code,
         Err(e) => {
             // One line, whatever the underlying error looks like.

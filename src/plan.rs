@@ -68,12 +68,15 @@ pub enum Health {
     Ok,
     Drifted,
     Missing,
+    /// Ours, but not in the configuration: the next `up` deletes it.
+    Extra,
 }
 
-/// From what a dry run would do: create → missing, update → drifted.
+/// From what a dry run would do: create → missing, update → drifted, delete → extra.
 pub fn health(action: Action, changes: &[String]) -> Health {
     match action {
         Action::Created => Health::Missing,
+        Action::Deleted => Health::Extra,
         _ if !changes.is_empty() => Health::Drifted,
         _ => Health::Ok,
     }
@@ -88,13 +91,17 @@ pub fn changes(decision: &Decision) -> Vec<String> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleSettings {
-    pub trusts_lambda: bool,
+    /// The trust policy, normalized so that it compares as a document.
+    pub trust_policy: serde_json::Value,
     /// Managed policies attached, sorted.
     pub policies: Vec<String>,
+    /// Names of inline policies, sorted: provision grants none.
+    pub inline_policies: Vec<String>,
 }
 settings!(RoleSettings {
-    trusts_lambda,
-    policies
+    trust_policy,
+    policies,
+    inline_policies
 });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,11 +208,15 @@ pub struct PermissionSettings {
     pub principal: String,
     pub action: String,
     pub source_arn: String,
+    /// The ids of the other statements in the function's resource policy, sorted:
+    /// provision grants no one else anything.
+    pub extra_statements: Vec<String>,
 }
 settings!(PermissionSettings {
     principal,
     action,
-    source_arn
+    source_arn,
+    extra_statements
 });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +299,7 @@ mod tests {
         assert_eq!(health(Action::Adopted, &drift), Health::Drifted);
         assert_eq!(health(Action::Adopted, &[]), Health::Ok);
         assert_eq!(health(Action::Unchanged, &[]), Health::Ok);
+        assert_eq!(health(Action::Deleted, &[]), Health::Extra);
         assert_eq!(changes(&Decision::Update(vec!["scopes"])), ["scopes"]);
     }
 

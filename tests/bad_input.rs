@@ -48,7 +48,42 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
     let h = Harness::new();
     let long_prefix = "a".repeat(64);
     let long_stack = "s".repeat(33);
+    // Cognito's limits: a scope string of at most 256 characters, at most 50 per client.
+    let long_scope = format!("users/{}", "r".repeat(251));
+    let many_scopes: Vec<String> = (0..51)
+        .flat_map(|i| ["--scope".to_string(), format!("users/s{i}")])
+        .collect();
+    let mut many_scopes_args = vec!["up"];
+    many_scopes_args.extend(many_scopes.iter().map(String::as_str));
     let cases = vec![
+        case(
+            "scope string over Cognito's 256 characters",
+            &["up", "--scope", &long_scope],
+            2,
+            &["scope", "at most 256"],
+        ),
+        case(
+            "more scopes than an app client may have",
+            &many_scopes_args,
+            2,
+            &["scopes", "51", "at most 50"],
+        ),
+        case(
+            "region name too long for a role name",
+            &["--region", "us-eastttttttttttttttttt-1", "up"],
+            2,
+            &["region", "not a region name"],
+        ),
+        Case {
+            // On AWS (no endpoint URL): refused before anything, credentials included.
+            unset: vec!["AWS_ENDPOINT_URL"],
+            ..case(
+                "region outside the aws partition",
+                &["--region", "cn-north-1", "down"],
+                2,
+                &["cn-north-1", "partition"],
+            )
+        },
         case(
             "stack with capitals",
             &["--stack", "My_Stack", "up"],

@@ -58,7 +58,7 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
     ok(&["up", "--scope", "users/read", "--scope", "users/write"]);
 
     // Drift behind the tool's back, of every kind `up` repairs.
-    let role = format!("{stack}-handler");
+    let role = format!("{stack}-handler-us-east-1");
     sdk.iam
         .update_assume_role_policy()
         .role_name(&role)
@@ -120,6 +120,47 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
                 .value("method.request.header.X-Token")
                 .build(),
         )
+        .send()
+        .await
+        .unwrap();
+    // Privileges beyond what provision grants: `up` takes them away.
+    sdk.iam
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name("extra")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    sdk.lambda
+        .add_permission()
+        .function_name(format!("{stack}-handler"))
+        .statement_id("public")
+        .action("lambda:InvokeFunction")
+        .principal("*")
+        .send()
+        .await
+        .unwrap();
+    let resources = sdk
+        .apigw
+        .get_resources()
+        .rest_api_id(&api_id)
+        .send()
+        .await
+        .unwrap();
+    let root = resources
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/"))
+        .and_then(|r| r.id())
+        .unwrap()
+        .to_string();
+    sdk.apigw
+        .put_method()
+        .rest_api_id(&api_id)
+        .resource_id(&root)
+        .http_method("GET")
+        .authorization_type("NONE")
         .send()
         .await
         .unwrap();

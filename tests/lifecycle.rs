@@ -42,7 +42,7 @@ async fn up_token_invoke_status_down() {
     assert_eq!(outputs["token_url"], format!("{}/oauth2/token", h.url));
 
     // Independent checks: each resource exists exactly once, with its settings.
-    let role_name = format!("{stack}-handler");
+    let role_name = format!("{stack}-handler-us-east-1");
     assert_eq!(sdk.role_names().await, vec![role_name.clone()]);
     let role = sdk
         .iam

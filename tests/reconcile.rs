@@ -554,7 +554,7 @@ async fn resources_of_another_stack_or_untagged_are_never_adopted() {
     let h = Harness::new();
     let sdk = h.aws().await;
     let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let role = format!("{}-handler", h.stack);
+    let role = format!("{}-handler-us-east-1", h.stack);
     for tags in [None, Some("someone-else")] {
         let mut create = sdk
             .iam

@@ -9,7 +9,7 @@ use aws_sdk_cognitoidentityprovider::types::{
     OAuthFlowType, TimeUnitsType, TokenValidityUnitsType, UserPoolClientType,
 };
 
-use super::{shown, Ctx, Handle, NEW};
+use super::{create_once, shown, Create, Ctx, Handle, Made, NEW};
 use crate::aws::SdkResultExt;
 use crate::errors::{Error, Result};
 use crate::plan::{decide, ClientSettings, Decision};
@@ -75,6 +75,20 @@ async fn describe(ctx: &Ctx<'_>, pool_id: &str, client_id: &str) -> Result<Optio
 /// The client's id by name, among the pool's clients.
 async fn find_by_name(ctx: &Ctx<'_>, pool_id: &str) -> Result<Option<String>> {
     let name = ctx.client_name();
+    let mut ids = ids_by_name(ctx, pool_id).await?;
+    if ids.len() > 1 {
+        return Err(Error::usage(format!(
+            "found {} app clients named {name} in pool {pool_id} ({}); delete the extra ones, then run again",
+            ids.len(),
+            ids.join(", ")
+        )));
+    }
+    Ok(ids.pop())
+}
+
+/// The ids of the pool's clients named for this stack (Cognito accepts duplicates).
+async fn ids_by_name(ctx: &Ctx<'_>, pool_id: &str) -> Result<Vec<String>> {
+    let name = ctx.client_name();
     let mut token: Option<String> = None;
     let mut ids = Vec::new();
     loop {
@@ -108,14 +122,7 @@ async fn find_by_name(ctx: &Ctx<'_>, pool_id: &str) -> Result<Option<String>> {
             break;
         }
     }
-    if ids.len() > 1 {
-        return Err(Error::usage(format!(
-            "found {} app clients named {name} in pool {pool_id} ({}); delete the extra ones, then run again",
-            ids.len(),
-            ids.join(", ")
-        )));
-    }
-    Ok(ids.pop())
+    Ok(ids)
 }
 
 /// The client of a pool: by the recorded id, else by name. (id, settings).
@@ -164,35 +171,48 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<Handle> {
         // A client without a secret cannot get one: replace it.
         let replace = matches!(&decision, Decision::Update(f) if f.contains(&"has_secret"));
         if decision == Decision::Create || replace {
-            let out = ctx
-                .aws
-                .cognito
-                .create_user_pool_client()
-                .user_pool_id(&pool.id)
-                .client_name(&name)
-                .generate_secret(true)
-                .allowed_o_auth_flows(OAuthFlowType::ClientCredentials)
-                .set_allowed_o_auth_scopes(Some(want.scopes.clone()))
-                .allowed_o_auth_flows_user_pool_client(true)
-                .supported_identity_providers("COGNITO")
-                .access_token_validity(want.access_token_validity_min)
-                .token_validity_units(validity_units)
-                .send()
-                .await
-                .sdk()
-                .map_err(|e| {
-                    e.fail(
-                        format!("creating app client {name}"),
-                        "CreateUserPoolClient",
-                    )
-                })?;
-            let old = std::mem::replace(
-                &mut id,
-                out.user_pool_client()
+            let known = id.clone();
+            let made = create_once(
+                Create::new(
+                    format!("creating app client {name}"),
+                    "CreateUserPoolClient",
+                ),
+                || async {
+                    ctx.aws
+                        .once
+                        .cognito
+                        .create_user_pool_client()
+                        .user_pool_id(&pool.id)
+                        .client_name(&name)
+                        .generate_secret(true)
+                        .allowed_o_auth_flows(OAuthFlowType::ClientCredentials)
+                        .set_allowed_o_auth_scopes(Some(want.scopes.clone()))
+                        .allowed_o_auth_flows_user_pool_client(true)
+                        .supported_identity_providers("COGNITO")
+                        .access_token_validity(want.access_token_validity_min)
+                        .token_validity_units(validity_units.clone())
+                        .send()
+                        .await
+                        .sdk()
+                },
+                // A client of this name that is not the one being replaced.
+                || async {
+                    Ok(ids_by_name(ctx, &pool.id)
+                        .await?
+                        .into_iter()
+                        .find(|i| *i != known))
+                },
+            )
+            .await?;
+            let new_id = match made {
+                Made::New(out) => out
+                    .user_pool_client()
                     .and_then(|c| c.client_id())
                     .unwrap_or_default()
                     .to_string(),
-            );
+                Made::Found(id) => id,
+            };
+            let old = std::mem::replace(&mut id, new_id);
             ctx.rec.set(KIND, &id)?;
             if replace {
                 delete(ctx, &pool.id, &old).await?;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use aws_sdk_apigateway::types::{AuthorizerType, Op, PatchOperation};
 
-use super::{shown, Ctx, Handle, NEW};
+use super::{create_once, shown, Create, Ctx, Handle, Made, NEW};
 use crate::aws::SdkResultExt;
 use crate::errors::Result;
 use crate::plan::{decide, AuthorizerSettings, Decision};
@@ -77,46 +77,33 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, pool: &Handle) -> Result<Handle
         let name = ctx.authorizer_name();
         match &decision {
             Decision::Create => {
-                let out = ctx
-                    .aws
-                    .apigw
-                    .create_authorizer()
-                    .rest_api_id(&api.id)
-                    .name(&name)
-                    .r#type(AuthorizerType::CognitoUserPools)
-                    .provider_arns(&pool.arn)
-                    .identity_source(IDENTITY_SOURCE)
-                    .send()
-                    .await
-                    .sdk()
-                    .map_err(|e| {
-                        e.fail(format!("creating authorizer {name}"), "CreateAuthorizer")
-                    })?;
-                id = out.id().unwrap_or_default().to_string();
+                let made = create_once(
+                    Create::new(format!("creating authorizer {name}"), "CreateAuthorizer"),
+                    || async {
+                        ctx.aws
+                            .once
+                            .apigw
+                            .create_authorizer()
+                            .rest_api_id(&api.id)
+                            .name(&name)
+                            .r#type(AuthorizerType::CognitoUserPools)
+                            .provider_arns(&pool.arn)
+                            .identity_source(IDENTITY_SOURCE)
+                            .send()
+                            .await
+                            .sdk()
+                    },
+                    || async { Ok(find(ctx, &api.id).await?.map(|(id, _)| id)) },
+                )
+                .await?;
+                id = match made {
+                    Made::New(out) => out.id().unwrap_or_default().to_string(),
+                    Made::Found(found) => found,
+                };
             }
             Decision::Update(_) => {
                 let observed = &found.as_ref().expect("update implies found").1;
-                let mut ops = Vec::new();
-                for arn in observed
-                    .provider_arns
-                    .iter()
-                    .filter(|a| !want.provider_arns.contains(a))
-                {
-                    ops.push(patch(Op::Remove, &format!("/providerARNs/{arn}"), None));
-                }
-                for arn in want
-                    .provider_arns
-                    .iter()
-                    .filter(|a| !observed.provider_arns.contains(a))
-                {
-                    ops.push(patch(Op::Add, &format!("/providerARNs/{arn}"), None));
-                }
-                if observed.identity_source != want.identity_source {
-                    ops.push(patch(Op::Replace, "/identitySource", Some(IDENTITY_SOURCE)));
-                }
-                if observed.kind != want.kind {
-                    ops.push(patch(Op::Replace, "/type", Some(&want.kind)));
-                }
+                let ops = patch_operations(observed, &want);
                 ctx.aws
                     .apigw
                     .update_authorizer()
@@ -142,6 +129,37 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, pool: &Handle) -> Result<Handle
         started,
     );
     Ok(Handle::new(id.clone(), id, found.is_none()))
+}
+
+/// The patch that takes an authorizer from `observed` to `want`, in the form AWS
+/// documents for `providerARNs` (the ARN as the value of `/providerARNs`), adding the
+/// new pool before removing the old one: the list may never be empty.
+fn patch_operations(
+    observed: &AuthorizerSettings,
+    want: &AuthorizerSettings,
+) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    for arn in want
+        .provider_arns
+        .iter()
+        .filter(|a| !observed.provider_arns.contains(a))
+    {
+        ops.push(patch(Op::Add, "/providerARNs", Some(arn)));
+    }
+    for arn in observed
+        .provider_arns
+        .iter()
+        .filter(|a| !want.provider_arns.contains(a))
+    {
+        ops.push(patch(Op::Remove, "/providerARNs", Some(arn)));
+    }
+    if observed.identity_source != want.identity_source {
+        ops.push(patch(Op::Replace, "/identitySource", Some(IDENTITY_SOURCE)));
+    }
+    if observed.kind != want.kind {
+        ops.push(patch(Op::Replace, "/type", Some(&want.kind)));
+    }
+    ops
 }
 
 fn patch(op: Op, path: &str, value: Option<&str>) -> PatchOperation {

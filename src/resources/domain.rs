@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cognitoidentityprovider::types::DomainStatusType;
 
-use super::{user_pool, Ctx, Handle};
+use super::{create_once, user_pool, Create, Ctx, Handle};
 use crate::aws::{SdkFailure, SdkResultExt};
 use crate::errors::{AwsFailure, Error, Result};
 use crate::plan::{decide, Decision, DomainSettings};
@@ -86,31 +86,36 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle, current: Option<&str>) -> Resu
 
 async fn create(ctx: &Ctx<'_>, pool_id: &str) -> Result<()> {
     let prefix = ctx.domain_prefix;
-    let result = ctx
-        .aws
-        .cognito
-        .create_user_pool_domain()
-        .domain(prefix)
-        .user_pool_id(pool_id)
-        .send()
-        .await
-        .sdk();
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if already_exists(&e) => match owner(ctx, prefix).await? {
-            // An earlier attempt of ours went through after all.
-            Some((owner, _)) if owner == pool_id => Ok(()),
-            Some((owner, _)) => Err(taken(prefix, &owner)),
-            None => Err(e.fail(
+    create_once(
+        Create {
+            exists: already_exists,
+            ..Create::new(
                 format!("creating Cognito domain {prefix}"),
                 "CreateUserPoolDomain",
-            )),
+            )
         },
-        Err(e) => Err(e.fail(
-            format!("creating Cognito domain {prefix}"),
-            "CreateUserPoolDomain",
-        )),
-    }
+        || async {
+            ctx.aws
+                .once
+                .cognito
+                .create_user_pool_domain()
+                .domain(prefix)
+                .user_pool_id(pool_id)
+                .send()
+                .await
+                .sdk()
+        },
+        || async {
+            match owner(ctx, prefix).await? {
+                // An earlier attempt of ours went through after all.
+                Some((owner, _)) if owner == pool_id => Ok(Some(())),
+                Some((owner, _)) => Err(taken(prefix, &owner)),
+                None => Ok(None),
+            }
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 fn already_exists(e: &SdkFailure) -> bool {

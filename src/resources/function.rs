@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, FunctionCode, Runtime};
 
-use super::{check_owner, retry_while, Ctx, Handle, NEW, STACK_TAG};
+use super::{check_owner, create_once, retry_while, Create, Ctx, Handle, Made, NEW, STACK_TAG};
 use crate::aws::{SdkFailure, SdkResultExt};
 use crate::errors::{Error, Result};
 use crate::plan::{decide, Decision, FunctionSettings};
@@ -29,6 +29,14 @@ pub struct Found {
     pub settings: FunctionSettings,
 }
 
+/// The function as this run first read it: read once, shared by everything that
+/// needs it before it changes (the role wants its role ARN, `ensure` and `delete` all
+/// of it).
+pub async fn observed<'c>(ctx: &'c Ctx<'_>) -> Result<Option<&'c Found>> {
+    Ok(ctx.function.get_or_try_init(|| find(ctx)).await?.as_ref())
+}
+
+/// GetFunction, now.
 pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     let name = ctx.function_name();
     match ctx
@@ -113,15 +121,15 @@ pub async fn ensure(
 ) -> Result<Function> {
     let name = ctx.function_name();
     let recorded = ctx.rec.get(KIND).is_some();
-    let (role, found) = ctx.both(role, find(ctx)).await;
+    let (role, found) = ctx.both(role, observed(ctx)).await;
     let (role, found) = (role?, found?);
     let started = Instant::now();
     if let Some(f) = &found {
         check_owner(Some(&f.tags), ctx.stack, &format!("Lambda function {name}"))?;
     }
-    let want = desired(ctx, &role.handle, found.as_ref().map(|f| &f.settings));
-    let decision = decide(&want, found.as_ref().map(|f| &f.settings));
-    let mut arn = found.as_ref().map(|f| f.arn.clone()).unwrap_or_else(|| {
+    let want = desired(ctx, &role.handle, found.map(|f| &f.settings));
+    let decision = decide(&want, found.map(|f| &f.settings));
+    let mut arn = found.map(|f| f.arn.clone()).unwrap_or_else(|| {
         format!(
             "arn:{}:lambda:{}:{}:function:{name}",
             ctx.partition, ctx.region, ctx.account
@@ -135,7 +143,7 @@ pub async fn ensure(
             super::role::attach_pending(ctx, &role).await?;
         }
         // An earlier run may have been stopped while the function was still settling.
-        if found.as_ref().is_some_and(|f| !f.ready) {
+        if found.is_some_and(|f| !f.ready) {
             wait_ready(ctx).await?;
         }
         match &decision {
@@ -225,6 +233,7 @@ pub async fn ensure(
 async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, zip: &[u8]) -> Result<String> {
     let attempt = || {
         ctx.aws
+            .once
             .lambda
             .create_function()
             .function_name(name)
@@ -243,25 +252,37 @@ async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, zip: &[u8]) 
             .tags(STACK_TAG, ctx.tag_value())
             .send()
     };
-    let out = retry_while(
-        &format!("creating Lambda function {name}"),
-        ROLE_PROPAGATION_BUDGET,
-        || async { attempt().await.sdk() },
-        role_not_assumable_yet,
+    let doing = format!("creating Lambda function {name}");
+    let made = create_once(
+        Create::new(doing.clone(), "CreateFunction"),
+        || {
+            retry_while(
+                &doing,
+                ROLE_PROPAGATION_BUDGET,
+                || async { attempt().await.sdk() },
+                role_not_assumable_yet,
+            )
+        },
+        // A name conflict adopts only a function tagged for this stack.
+        || async {
+            match find(ctx).await? {
+                Some(f) => {
+                    check_owner(Some(&f.tags), ctx.stack, &format!("Lambda function {name}"))?;
+                    Ok(Some(f.arn))
+                }
+                None => Ok(None),
+            }
+        },
     )
     .await;
-    match out {
-        Ok(out) => Ok(out.function_arn().unwrap_or_default().to_string()),
-        // A previous attempt may have succeeded after all (its answer lost).
-        Err(e) if e.is("ResourceConflictException") => find(ctx)
-            .await?
-            .map(|f| f.arn)
-            .ok_or_else(|| e.fail(format!("creating Lambda function {name}"), "CreateFunction")),
-        Err(e) => {
-            let hint = role_not_assumable_yet(&e);
-            let mut err = e.fail(format!("creating Lambda function {name}"), "CreateFunction");
-            if hint {
-                if let Error::Aws(f) = &mut err {
+    match made {
+        Ok(Made::New(out)) => Ok(out.function_arn().unwrap_or_default().to_string()),
+        Ok(Made::Found(arn)) => Ok(arn),
+        Err(mut err) => {
+            if let Error::Aws(f) = &mut err {
+                if f.code.as_deref() == Some("InvalidParameterValueException")
+                    && f.message.contains("cannot be assumed")
+                {
                     f.hint = Some("the new IAM role was still not usable by Lambda after 90 s; run `provision up` again".into());
                 }
             }
@@ -356,16 +377,25 @@ fn waiter_error(name: &str, what: &str, e: impl std::fmt::Display) -> Error {
     })
 }
 
-pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
-    let name = ctx.function_name();
-    let Some(found) = find(ctx).await? else {
+/// Refuses a function that is not this stack's (before anything is done to it, its
+/// permission included).
+pub async fn check_ours(ctx: &Ctx<'_>) -> Result<bool> {
+    let Some(found) = observed(ctx).await? else {
         return Ok(false);
     };
     check_owner(
         Some(&found.tags),
         ctx.stack,
-        &format!("Lambda function {name}"),
+        &format!("Lambda function {}", ctx.function_name()),
     )?;
+    Ok(true)
+}
+
+pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
+    let name = ctx.function_name();
+    if !check_ours(ctx).await? {
+        return Ok(false);
+    }
     match ctx
         .aws
         .lambda

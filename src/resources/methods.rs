@@ -1,11 +1,14 @@
 //! `ANY /` and `ANY /{proxy+}`: guarded by the authorizer with the stack's scopes,
-//! integrated with the function (AWS_PROXY).
+//! integrated with the function (AWS_PROXY). Any other method on the API is not
+//! provision's to grant: API Gateway prefers an explicit method over `ANY`, so a `GET /`
+//! without the authorizer would open the API. Such a method is `extra`, and `up`
+//! deletes it.
 
 use std::time::Instant;
 
 use aws_sdk_apigateway::types::{Integration, IntegrationType, Method};
 
-use super::{Ctx, Handle, NEW};
+use super::{create_once, Create, Ctx, Handle, Made, NEW};
 use crate::aws::SdkResultExt;
 use crate::errors::Result;
 use crate::plan::{decide, Decision, MethodSettings};
@@ -58,7 +61,10 @@ struct PathState {
     method: Option<MethodSettings>,
 }
 
-async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<(PathState, PathState)> {
+/// A method on the API that is not ours: (resource id, path, HTTP method).
+type Extra = (String, String, String);
+
+async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<(PathState, PathState, Vec<Extra>)> {
     let out = ctx
         .aws
         .apigw
@@ -77,13 +83,20 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<(PathState, PathState)> {
         })?;
     let mut root = PathState::default();
     let mut proxy = PathState::default();
+    let mut extras = Vec::new();
     for r in out.items() {
-        let slot = match r.path() {
-            Some(ROOT) => &mut root,
-            Some(PROXY) => &mut proxy,
+        let id = r.id().unwrap_or_default().to_string();
+        let path = r.path().unwrap_or_default();
+        for verb in r.resource_methods().into_iter().flat_map(|m| m.keys()) {
+            if verb != HTTP_METHOD || !matches!(path, ROOT | PROXY) {
+                extras.push((id.clone(), path.to_string(), verb.clone()));
+            }
+        }
+        let slot = match path {
+            ROOT => &mut root,
+            PROXY => &mut proxy,
             _ => continue,
         };
-        let id = r.id().unwrap_or_default().to_string();
         if let Some(m) = r.resource_methods().and_then(|m| m.get(HTTP_METHOD)) {
             // GetResources may leave out the integration; ask for it then.
             let integration = if m.method_integration().is_none() {
@@ -120,7 +133,8 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<(PathState, PathState)> {
         }
         slot.resource_id = Some(id);
     }
-    Ok((root, proxy))
+    extras.sort_by(|a, b| (&a.1, &a.2).cmp(&(&b.1, &b.2)));
+    Ok((root, proxy, extras))
 }
 
 /// Ensures both methods; returns the desired settings of each (for the definition hash).
@@ -133,13 +147,14 @@ pub async fn ensure(
 ) -> Result<Vec<(&'static str, MethodSettings)>> {
     let started = Instant::now();
     let want = desired(ctx, &authorizer.id, &function.arn);
-    let (mut root, proxy) = if api.fresh {
+    let (mut root, proxy, extras) = if api.fresh {
         (
             PathState {
                 resource_id: root_id.map(str::to_string),
                 method: None,
             },
             PathState::default(),
+            Vec::new(),
         )
     } else {
         read(ctx, &api.id).await?
@@ -147,6 +162,13 @@ pub async fn ensure(
     if root.resource_id.is_none() && ctx.apply {
         // Only reachable if CreateRestApi did not report the root: look it up.
         root = read(ctx, &api.id).await?.0;
+    }
+    for (resource_id, path, verb) in &extras {
+        let started = Instant::now();
+        if ctx.apply {
+            delete_method(ctx, &api.id, resource_id, verb, path).await?;
+        }
+        ctx.finish_extra(KIND, &format!("{verb} {path}"), started);
     }
     // `/` and `/{proxy+}` do not depend on each other: both at once.
     let root_id = root.resource_id.clone().unwrap_or_default();
@@ -181,7 +203,7 @@ async fn converge_path(
             None => create_proxy_resource(ctx, &api.id, root_id).await?,
         };
         if matches!(decision, Decision::Update(_)) {
-            delete_method(ctx, &api.id, &resource_id, path).await?;
+            delete_method(ctx, &api.id, &resource_id, HTTP_METHOD, path).await?;
         }
         put(ctx, &api.id, &resource_id, path, want).await?;
         slot.resource_id = Some(resource_id);
@@ -201,33 +223,46 @@ async fn converge_path(
 }
 
 async fn create_proxy_resource(ctx: &Ctx<'_>, api_id: &str, root_id: &str) -> Result<String> {
-    let out = ctx
-        .aws
-        .apigw
-        .create_resource()
-        .rest_api_id(api_id)
-        .parent_id(root_id)
-        .path_part(PROXY_PART)
-        .send()
-        .await
-        .sdk()
-        .map_err(|e| {
-            e.fail(
-                format!("creating resource {PROXY} of REST API {api_id}"),
-                "CreateResource",
-            )
-        })?;
-    Ok(out.id().unwrap_or_default().to_string())
+    let made = create_once(
+        Create::new(
+            format!("creating resource {PROXY} of REST API {api_id}"),
+            "CreateResource",
+        ),
+        || async {
+            ctx.aws
+                .once
+                .apigw
+                .create_resource()
+                .rest_api_id(api_id)
+                .parent_id(root_id)
+                .path_part(PROXY_PART)
+                .send()
+                .await
+                .sdk()
+        },
+        || async { Ok(read(ctx, api_id).await?.1.resource_id) },
+    )
+    .await?;
+    Ok(match made {
+        Made::New(out) => out.id().unwrap_or_default().to_string(),
+        Made::Found(id) => id,
+    })
 }
 
-async fn delete_method(ctx: &Ctx<'_>, api_id: &str, resource_id: &str, path: &str) -> Result<()> {
+async fn delete_method(
+    ctx: &Ctx<'_>,
+    api_id: &str,
+    resource_id: &str,
+    verb: &str,
+    path: &str,
+) -> Result<()> {
     match ctx
         .aws
         .apigw
         .delete_method()
         .rest_api_id(api_id)
         .resource_id(resource_id)
-        .http_method(HTTP_METHOD)
+        .http_method(verb)
         .send()
         .await
         .sdk()
@@ -235,7 +270,7 @@ async fn delete_method(ctx: &Ctx<'_>, api_id: &str, resource_id: &str, path: &st
         Ok(_) => Ok(()),
         Err(e) if e.is_not_found() => Ok(()),
         Err(e) => Err(e.fail(
-            format!("replacing method ANY {path} of REST API {api_id}"),
+            format!("deleting method {verb} {path} of REST API {api_id}"),
             "DeleteMethod",
         )),
     }
@@ -248,24 +283,35 @@ async fn put(
     path: &str,
     want: &MethodSettings,
 ) -> Result<()> {
-    ctx.aws
-        .apigw
-        .put_method()
-        .rest_api_id(api_id)
-        .resource_id(resource_id)
-        .http_method(HTTP_METHOD)
-        .authorization_type(&want.authorization_type)
-        .authorizer_id(&want.authorizer_id)
-        .set_authorization_scopes(Some(want.scopes.clone()))
-        .send()
-        .await
-        .sdk()
-        .map_err(|e| {
-            e.fail(
-                format!("creating method ANY {path} of REST API {api_id}"),
-                "PutMethod",
-            )
-        })?;
+    create_once(
+        Create::new(
+            format!("creating method ANY {path} of REST API {api_id}"),
+            "PutMethod",
+        ),
+        || async {
+            ctx.aws
+                .once
+                .apigw
+                .put_method()
+                .rest_api_id(api_id)
+                .resource_id(resource_id)
+                .http_method(HTTP_METHOD)
+                .authorization_type(&want.authorization_type)
+                .authorizer_id(&want.authorizer_id)
+                .set_authorization_scopes(Some(want.scopes.clone()))
+                .send()
+                .await
+                .sdk()
+        },
+        // The method is there: our lost attempt made it (it was absent or deleted).
+        || async {
+            let (root, proxy, _) = read(ctx, api_id).await?;
+            let slot = if path == ROOT { root } else { proxy };
+            Ok(slot.method.map(|_| ()))
+        },
+    )
+    .await?;
+    // PutIntegration replaces what is there: the SDK's retries are safe for it.
     ctx.aws
         .apigw
         .put_integration()

@@ -13,17 +13,20 @@ pub mod permission;
 pub mod resource_server;
 pub mod rest_api;
 pub mod role;
+mod role_region;
 pub mod stage;
 pub mod user_pool;
 
 #[cfg(test)]
 mod eventual;
+#[cfg(test)]
+mod lost_answers;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::aws::Aws;
+use crate::aws::{Aws, SdkFailure};
 use crate::config::Desired;
 use crate::errors::{Error, Result};
 use crate::package::Package;
@@ -66,6 +69,8 @@ pub struct Ctx<'a> {
     /// false: every step one after another (`--max-concurrency 1`), the baseline.
     pub concurrent: bool,
     pub done: Mutex<Vec<Done>>,
+    /// The run's one read of the function (the role needs it too; see `function::observed`).
+    pub function: tokio::sync::OnceCell<Option<function::Found>>,
 }
 
 /// A resource that exists (or, in a dry run, would).
@@ -109,8 +114,9 @@ impl Ctx<'_> {
         step.await
     }
 
+    /// The role name of a stack made now (see `role` for roles made before).
     pub fn role_name(&self) -> String {
-        format!("{}-handler", self.stack)
+        role::regional_name(self.stack, self.region)
     }
     pub fn function_name(&self) -> String {
         format!("{}-handler", self.stack)
@@ -150,6 +156,22 @@ impl Ctx<'_> {
         self.done.lock().expect("done").push(done);
     }
 
+    /// Records a resource that was (or, in a dry run, would be) deleted because it is
+    /// not part of the stack's desired state.
+    pub fn finish_extra(&self, kind: &'static str, id: &str, started: Instant) {
+        let done = Done {
+            kind,
+            id: id.to_string(),
+            action: report::Action::Deleted,
+            changes: Vec::new(),
+            elapsed: started.elapsed(),
+        };
+        if self.show {
+            report::resource_line(&done, !self.apply);
+        }
+        self.done.lock().expect("done").push(done);
+    }
+
     pub fn tag_value(&self) -> &str {
         self.stack
     }
@@ -173,6 +195,103 @@ pub fn check_owner_value(tag: Option<&str>, stack: &str, what: &str) -> Result<(
         None => Err(Error::usage(format!(
             "{what} exists but is not tagged {STACK_TAG}={stack}: it was not made by provision for this stack, so provision will not adopt or delete it; delete or rename it, or choose another --stack"
         ))),
+    }
+}
+
+/// What a create that is safe against lost answers produced.
+#[derive(Debug)]
+pub enum Made<T, F> {
+    /// The create went through and its answer arrived.
+    New(T),
+    /// It exists already: an earlier attempt of ours whose answer was lost, found by
+    /// name (and tag, where the kind has one) and adopted.
+    Found(F),
+}
+
+/// How one create is sent: what it is for the user, and how long to keep trying.
+pub struct Create {
+    /// What we are doing, e.g. "creating REST API m2m-api-api".
+    pub doing: String,
+    pub operation: &'static str,
+    /// Errors that mean "not now" for this operation beyond throttling (nothing was done).
+    pub busy: fn(&SdkFailure) -> bool,
+    /// Errors that mean "it exists already".
+    pub exists: fn(&SdkFailure) -> bool,
+    /// Attempts while throttled, busy or in doubt.
+    pub attempts: u32,
+}
+
+impl Create {
+    pub fn new(doing: impl Into<String>, operation: &'static str) -> Self {
+        Create {
+            doing: doing.into(),
+            operation,
+            busy: |_| false,
+            exists: SdkFailure::already_exists,
+            // As many as the SDK's own retries of every other request.
+            attempts: 6,
+        }
+    }
+}
+
+/// Sends a create exactly once in effect. The SDK's blind retry is off for creates
+/// (`Aws::once`), because Cognito and API Gateway accept duplicate names: a create
+/// whose answer was lost and that is sent again makes a second pool, API, client or
+/// authorizer. Instead:
+/// - throttled or busy (nothing was done): wait, send again;
+/// - in doubt (a 5xx answer, a timeout, a broken connection: it may have been done):
+///   `lookup` by name and tag first; found → adopted; else wait and send again;
+/// - "already exists": `lookup`; found (and ours: `lookup` checks) → adopted.
+pub async fn create_once<T, F, S, SFut, L, LFut>(
+    how: Create,
+    mut send: S,
+    mut lookup: L,
+) -> Result<Made<T, F>>
+where
+    S: FnMut() -> SFut,
+    SFut: std::future::Future<Output = std::result::Result<T, SdkFailure>>,
+    L: FnMut() -> LFut,
+    LFut: std::future::Future<Output = Result<Option<F>>>,
+{
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        let e = match send().await {
+            Ok(made) => return Ok(Made::New(made)),
+            Err(e) => e,
+        };
+        let again = e.throttled() || (how.busy)(&e);
+        if (how.exists)(&e) && !again {
+            report::info(&format!(
+                "{}: {} says it exists already; looking it up",
+                how.doing, how.operation
+            ));
+            return match lookup().await? {
+                Some(found) => Ok(Made::Found(found)),
+                None => Err(e.fail(how.doing, how.operation)),
+            };
+        }
+        if e.in_doubt {
+            report::info(&format!(
+                "{}: {} got no clear answer ({}); looking it up before sending it again",
+                how.doing, how.operation, e.message
+            ));
+            if let Some(found) = lookup().await? {
+                return Ok(Made::Found(found));
+            }
+        } else if !again {
+            return Err(e.fail(how.doing, how.operation));
+        }
+        if attempt >= how.attempts {
+            return Err(e.fail(how.doing, how.operation));
+        }
+        attempt += 1;
+        report::info(&format!(
+            "{}: {} not done yet, sending it again in {delay:?}",
+            how.doing, how.operation
+        ));
+        tokio::time::sleep(jitter(delay)).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use super::{Ctx, Handle};
+use super::{create_once, Create, Ctx, Handle};
 use crate::aws::SdkResultExt;
 use crate::errors::Result;
 use crate::plan::{decide, Decision, PermissionSettings};
@@ -22,8 +22,8 @@ pub fn source_arn(ctx: &Ctx<'_>, api_id: &str) -> String {
     )
 }
 
-/// Our statement in the function's policy, if there is one.
-async fn find(ctx: &Ctx<'_>) -> Result<Option<PermissionSettings>> {
+/// The function's resource policy: our statement (if there is one) and every other's id.
+async fn find(ctx: &Ctx<'_>) -> Result<Policy> {
     let name = ctx.function_name();
     let policy = match ctx
         .aws
@@ -36,7 +36,7 @@ async fn find(ctx: &Ctx<'_>) -> Result<Option<PermissionSettings>> {
     {
         Ok(out) => out.policy().unwrap_or_default().to_string(),
         // AWS answers 404 when the function has no policy (MiniStack: 200, empty).
-        Err(e) if e.is_not_found() => return Ok(None),
+        Err(e) if e.is_not_found() => return Ok(Policy::default()),
         Err(e) => {
             return Err(e.fail(
                 format!("reading the policy of Lambda function {name}"),
@@ -44,42 +44,66 @@ async fn find(ctx: &Ctx<'_>) -> Result<Option<PermissionSettings>> {
             ))
         }
     };
-    Ok(statement_in(&policy))
+    Ok(statements_in(&policy))
 }
 
-/// Parses a resource policy and extracts our statement.
-pub fn statement_in(policy: &str) -> Option<PermissionSettings> {
-    let doc: Value = serde_json::from_str(policy).ok()?;
-    let statements = match doc.get("Statement")? {
-        Value::Array(a) => a.clone(),
-        single => vec![single.clone()],
+/// What a function's resource policy grants, as provision sees it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Policy {
+    /// Our statement, with the ids of the others as its `extra_statements`.
+    pub ours: Option<PermissionSettings>,
+    /// The ids of every statement but ours, sorted.
+    pub others: Vec<String>,
+}
+
+/// Parses a resource policy: our statement and the others' ids.
+pub fn statements_in(policy: &str) -> Policy {
+    let Ok(doc) = serde_json::from_str::<Value>(policy) else {
+        return Policy::default();
     };
-    let s = statements
-        .into_iter()
-        .find(|s| s.get("Sid").and_then(Value::as_str) == Some(STATEMENT_ID))?;
-    let principal = match s.get("Principal") {
-        Some(Value::String(p)) => p.clone(),
-        Some(p) => p
-            .get("Service")
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(single) => vec![single.clone()],
+        None => Vec::new(),
+    };
+    let sid = |s: &Value| {
+        s.get("Sid")
             .and_then(Value::as_str)
             .unwrap_or("")
-            .to_string(),
-        None => String::new(),
+            .to_string()
     };
-    let source_arn = s
-        .pointer("/Condition/ArnLike/AWS:SourceArn")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    Some(PermissionSettings {
-        principal,
-        action: s
-            .get("Action")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        source_arn,
-    })
+    let mut others: Vec<String> = statements
+        .iter()
+        .filter(|s| sid(s) != STATEMENT_ID)
+        .map(sid)
+        .collect();
+    others.sort();
+    let ours = statements.iter().find(|s| sid(s) == STATEMENT_ID).map(|s| {
+        let principal = match s.get("Principal") {
+            Some(Value::String(p)) => p.clone(),
+            Some(p) => p
+                .get("Service")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            None => String::new(),
+        };
+        PermissionSettings {
+            principal,
+            action: s
+                .get("Action")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            source_arn: s
+                .pointer("/Condition/ArnLike/AWS:SourceArn")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            extra_statements: others.clone(),
+        }
+    });
+    Policy { ours, others }
 }
 
 pub async fn ensure(ctx: &Ctx<'_>, function: &Handle, api: &Handle) -> Result<()> {
@@ -89,42 +113,63 @@ pub async fn ensure(ctx: &Ctx<'_>, function: &Handle, api: &Handle) -> Result<()
         principal: PRINCIPAL.into(),
         action: ACTION.into(),
         source_arn: source_arn(ctx, &api.id),
+        extra_statements: Vec::new(),
     };
-    let observed = if function.fresh {
-        None
+    let policy = if function.fresh {
+        Policy::default()
     } else {
         find(ctx).await?
     };
-    let decision = decide(&want, observed.as_ref());
+    let decision = decide(&want, policy.ours.as_ref());
     if ctx.apply {
         let name = ctx.function_name();
-        if matches!(decision, Decision::Update(_)) {
+        // Nobody but this API may invoke the function.
+        for sid in &policy.others {
+            remove_statement(ctx, sid).await?;
+        }
+        let ours_differs = matches!(&decision, Decision::Update(fields)
+            if fields.iter().any(|f| *f != "extra_statements"));
+        if ours_differs {
             remove(ctx).await?;
         }
-        if decision != Decision::Unchanged {
-            let added = ctx
-                .aws
-                .lambda
-                .add_permission()
-                .function_name(&name)
-                .statement_id(STATEMENT_ID)
-                .action(ACTION)
-                .principal(PRINCIPAL)
-                .source_arn(&want.source_arn)
-                .send()
-                .await
-                .sdk();
-            match added {
-                Ok(_) => {}
-                // Our own statement already there (an earlier answer was lost): done.
-                Err(e) if statement_exists(&e) && observed.is_none() => {}
-                Err(e) => {
-                    return Err(e.fail(
+        if decision == Decision::Create || ours_differs {
+            create_once(
+                Create {
+                    // The same code also means "the function is being updated": not now.
+                    busy: |e| e.is("ResourceConflictException") && !statement_exists(e),
+                    exists: statement_exists,
+                    ..Create::new(
                         format!("allowing API {} to invoke Lambda function {name}", api.id),
                         "AddPermission",
-                    ))
-                }
-            }
+                    )
+                },
+                || async {
+                    ctx.aws
+                        .once
+                        .lambda
+                        .add_permission()
+                        .function_name(&name)
+                        .statement_id(STATEMENT_ID)
+                        .action(ACTION)
+                        .principal(PRINCIPAL)
+                        .source_arn(&want.source_arn)
+                        .send()
+                        .await
+                        .sdk()
+                },
+                // Our own statement, as we meant it (an earlier answer was lost).
+                || async {
+                    let ours = find(ctx).await?.ours;
+                    Ok(ours
+                        .filter(|o| {
+                            o.principal == want.principal
+                                && o.action == want.action
+                                && o.source_arn == want.source_arn
+                        })
+                        .map(|_| ()))
+                },
+            )
+            .await?;
         }
         ctx.rec.set(KIND, STATEMENT_ID)?;
     }
@@ -140,13 +185,17 @@ pub fn statement_exists(e: &crate::aws::SdkFailure) -> bool {
 
 /// Removes our statement; false when it was not there.
 pub async fn remove(ctx: &Ctx<'_>) -> Result<bool> {
+    remove_statement(ctx, STATEMENT_ID).await
+}
+
+async fn remove_statement(ctx: &Ctx<'_>, sid: &str) -> Result<bool> {
     let name = ctx.function_name();
     match ctx
         .aws
         .lambda
         .remove_permission()
         .function_name(&name)
-        .statement_id(STATEMENT_ID)
+        .statement_id(sid)
         .send()
         .await
         .sdk()
@@ -154,7 +203,7 @@ pub async fn remove(ctx: &Ctx<'_>) -> Result<bool> {
         Ok(_) => Ok(true),
         Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(e.fail(
-            format!("removing the API's permission from Lambda function {name}"),
+            format!("removing statement {sid} from the policy of Lambda function {name}"),
             "RemovePermission",
         )),
     }
@@ -171,11 +220,14 @@ mod tests {
             {"Sid":"provision-apigateway-invoke","Effect":"Allow",
              "Principal":{"Service":"apigateway.amazonaws.com"},"Action":"lambda:InvokeFunction",
              "Condition":{"ArnLike":{"AWS:SourceArn":"arn:aws:execute-api:us-east-1:1:abc/*"}}}]}"#;
-        let s = statement_in(policy).unwrap();
+        let p = statements_in(policy);
+        let s = p.ours.unwrap();
         assert_eq!(s.principal, "apigateway.amazonaws.com");
         assert_eq!(s.action, "lambda:InvokeFunction");
         assert_eq!(s.source_arn, "arn:aws:execute-api:us-east-1:1:abc/*");
-        assert!(statement_in(r#"{"Statement":[]}"#).is_none());
-        assert!(statement_in("").is_none());
+        assert_eq!(s.extra_statements, ["other"]);
+        assert_eq!(p.others, ["other"]);
+        assert_eq!(statements_in(r#"{"Statement":[]}"#), Policy::default());
+        assert_eq!(statements_in(""), Policy::default());
     }
 }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use aws_sdk_cognitoidentityprovider::types::ResourceServerScopeType;
 
-use super::{Ctx, Handle};
+use super::{create_once, Create, Ctx, Handle};
 use crate::aws::SdkResultExt;
 use crate::errors::Result;
 use crate::plan::{decide, Decision, ResourceServerSettings};
@@ -68,38 +68,47 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<()> {
                     .expect("scope has name and description")
             })
             .collect();
-        let (op, result) = if decision == Decision::Create {
-            (
-                "CreateResourceServer",
-                ctx.aws
-                    .cognito
-                    .create_resource_server()
-                    .user_pool_id(&pool.id)
-                    .identifier(&identifier)
-                    .name(&identifier)
-                    .set_scopes(Some(scopes))
-                    .send()
-                    .await
-                    .sdk()
-                    .map(|_| ()),
+        if decision == Decision::Create {
+            create_once(
+                Create::new(
+                    format!("creating resource server {identifier}"),
+                    "CreateResourceServer",
+                ),
+                || async {
+                    ctx.aws
+                        .once
+                        .cognito
+                        .create_resource_server()
+                        .user_pool_id(&pool.id)
+                        .identifier(&identifier)
+                        .name(&identifier)
+                        .set_scopes(Some(scopes.clone()))
+                        .send()
+                        .await
+                        .sdk()
+                },
+                // The pool is ours and new: a resource server of this name in it is ours.
+                || find(ctx, &pool.id, &identifier),
             )
+            .await?;
         } else {
-            (
-                "UpdateResourceServer",
-                ctx.aws
-                    .cognito
-                    .update_resource_server()
-                    .user_pool_id(&pool.id)
-                    .identifier(&identifier)
-                    .name(&identifier)
-                    .set_scopes(Some(scopes))
-                    .send()
-                    .await
-                    .sdk()
-                    .map(|_| ()),
-            )
-        };
-        result.map_err(|e| e.fail(format!("writing resource server {identifier}"), op))?;
+            ctx.aws
+                .cognito
+                .update_resource_server()
+                .user_pool_id(&pool.id)
+                .identifier(&identifier)
+                .name(&identifier)
+                .set_scopes(Some(scopes))
+                .send()
+                .await
+                .sdk()
+                .map_err(|e| {
+                    e.fail(
+                        format!("updating resource server {identifier}"),
+                        "UpdateResourceServer",
+                    )
+                })?;
+        }
     }
     if ctx.apply {
         ctx.rec.set(KIND, &identifier)?;

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType};
 
-use super::{check_owner, shown, Ctx, Handle, NEW, STACK_TAG};
+use super::{check_owner, create_once, shown, Create, Ctx, Handle, Made, NEW, STACK_TAG};
 use crate::aws::SdkResultExt;
 use crate::errors::{Error, Result};
 use crate::plan::{decide, ApiSettings, Decision};
@@ -58,6 +58,26 @@ pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
             return Ok(Some(found));
         }
     }
+    find_by_name(ctx).await
+}
+
+/// The one API named for this stack (an error when there are several).
+async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {
+    let mut ours = find_all(ctx).await?;
+    if ours.len() > 1 {
+        return Err(Error::usage(format!(
+            "found {} REST APIs named {} tagged for this stack ({}); `provision down` removes them all, or delete the extra ones, then run again",
+            ours.len(),
+            ctx.api_name(),
+            ours.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(ours.pop())
+}
+
+/// Every API named for this stack, each checked to be tagged for it (API Gateway
+/// accepts duplicate names: `down` deletes them all). One request per 500 APIs.
+pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
     let name = ctx.api_name();
     let mut position: Option<String> = None;
     let mut ours = Vec::new();
@@ -95,14 +115,7 @@ pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
             break;
         }
     }
-    if ours.len() > 1 {
-        return Err(Error::usage(format!(
-            "found {} REST APIs named {name} tagged for this stack ({}); delete the extra ones, then run again",
-            ours.len(),
-            ours.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    Ok(ours.pop())
+    Ok(ours)
 }
 
 #[derive(Debug)]
@@ -130,24 +143,35 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Api> {
     let decision = decide(&want, found.as_ref().map(|f| &f.settings));
     let (id, root_id) = match (&decision, &found) {
         (Decision::Create, _) if ctx.apply => {
-            let out = ctx
-                .aws
-                .apigw
-                .create_rest_api()
-                .name(&name)
-                .description(format!("API of provision stack {}", ctx.stack))
-                .endpoint_configuration(
-                    EndpointConfiguration::builder()
-                        .types(EndpointType::Regional)
-                        .build(),
-                )
-                .tags(STACK_TAG, ctx.tag_value())
-                .send()
-                .await
-                .sdk()
-                .map_err(|e| e.fail(format!("creating REST API {name}"), "CreateRestApi"))?;
-            let id = out.id().unwrap_or_default().to_string();
-            (id, out.root_resource_id().map(str::to_string))
+            let made = create_once(
+                Create::new(format!("creating REST API {name}"), "CreateRestApi"),
+                || async {
+                    ctx.aws
+                        .once
+                        .apigw
+                        .create_rest_api()
+                        .name(&name)
+                        .description(format!("API of provision stack {}", ctx.stack))
+                        .endpoint_configuration(
+                            EndpointConfiguration::builder()
+                                .types(EndpointType::Regional)
+                                .build(),
+                        )
+                        .tags(STACK_TAG, ctx.tag_value())
+                        .send()
+                        .await
+                        .sdk()
+                },
+                || find_by_name(ctx),
+            )
+            .await?;
+            match made {
+                Made::New(out) => (
+                    out.id().unwrap_or_default().to_string(),
+                    out.root_resource_id().map(str::to_string),
+                ),
+                Made::Found(f) => (f.id, f.root_id),
+            }
         }
         (Decision::Create, _) => (NEW.to_string(), None),
         (Decision::Update(_), Some(f)) if ctx.apply => {

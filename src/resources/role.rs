@@ -1,17 +1,23 @@
-//! The handler's IAM role: trusted by Lambda, with basic execution only.
+//! The handler's IAM role: trusted by Lambda, with basic execution only. Which role
+//! is a region's stack's: see `role_region`.
+//!
+//! What the role may do is part of its desired state: the trust policy (compared as a
+//! document), the attached policies and the inline policies. Anything more is drift.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use aws_sdk_iam::types::Tag;
 
-use super::{check_owner, Ctx, Handle, NEW, STACK_TAG};
-use crate::aws::SdkResultExt;
+use super::role_region::{check_ours, claim, find, function_role, locate};
+pub use super::role_region::{regional_name, REGION_TAG};
+use super::{create_once, Create, Ctx, Handle, Made, NEW, STACK_TAG};
+use crate::aws::{SdkFailure, SdkResultExt};
 use crate::errors::Result;
 use crate::plan::{decide, Decision, RoleSettings};
+use crate::policy_doc::normalized;
+use crate::report;
 
 pub const KIND: &str = "iam_role";
-
 const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
 
 pub fn basic_execution_arn(partition: &str) -> String {
@@ -20,41 +26,9 @@ pub fn basic_execution_arn(partition: &str) -> String {
 
 fn desired(ctx: &Ctx<'_>) -> RoleSettings {
     RoleSettings {
-        trusts_lambda: true,
+        trust_policy: normalized(TRUST_POLICY),
         policies: vec![basic_execution_arn(ctx.partition)],
-    }
-}
-
-pub struct Found {
-    pub arn: String,
-    pub tags: HashMap<String, String>,
-    pub trusts_lambda: bool,
-}
-
-/// GetRole by name; None when there is none.
-pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
-    let name = ctx.role_name();
-    match ctx.aws.iam.get_role().role_name(&name).send().await.sdk() {
-        Ok(out) => {
-            let Some(role) = out.role() else {
-                return Ok(None);
-            };
-            let trust = role
-                .assume_role_policy_document()
-                .map(percent_decode)
-                .unwrap_or_default();
-            Ok(Some(Found {
-                arn: role.arn().to_string(),
-                tags: role
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect(),
-                trusts_lambda: trust.contains("lambda.amazonaws.com"),
-            }))
-        }
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.fail(format!("reading IAM role {name}"), "GetRole")),
+        inline_policies: Vec::new(),
     }
 }
 
@@ -82,6 +56,26 @@ async fn attached_policies(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>> {
     Ok(arns)
 }
 
+async fn inline_policies(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>> {
+    let out = ctx
+        .aws
+        .iam
+        .list_role_policies()
+        .role_name(name)
+        .send()
+        .await
+        .sdk()
+        .map_err(|e| {
+            e.fail(
+                format!("reading inline policies of IAM role {name}"),
+                "ListRolePolicies",
+            )
+        })?;
+    let mut names = out.policy_names().to_vec();
+    names.sort();
+    Ok(names)
+}
+
 /// The role as `ensure` left it.
 #[derive(Debug)]
 pub struct Role {
@@ -92,51 +86,33 @@ pub struct Role {
 }
 
 pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
+    let (name, found) = locate(ctx, function_role(ctx)).await?;
     let started = Instant::now();
-    let name = ctx.role_name();
-    let recorded = ctx.rec.get(KIND).is_some();
+    let recorded = ctx.rec.get(KIND).as_deref() == Some(name.as_str());
     let want = desired(ctx);
-    let found = find(ctx).await?;
     let observed = match &found {
         Some(f) => {
-            check_owner(Some(&f.tags), ctx.stack, &format!("IAM role {name}"))?;
+            let (attached, inline) = ctx
+                .both(attached_policies(ctx, &name), inline_policies(ctx, &name))
+                .await;
             Some(RoleSettings {
-                trusts_lambda: f.trusts_lambda,
-                policies: attached_policies(ctx, &name).await?,
+                trust_policy: f.trust_policy.clone(),
+                policies: attached?,
+                inline_policies: inline?,
             })
         }
         None => None,
     };
     let decision = decide(&want, observed.as_ref());
-    let arn = match (&decision, &found) {
-        (_, Some(f)) => f.arn.clone(),
-        (_, None) => format!("arn:{}:iam::{}:role/{name}", ctx.partition, ctx.account),
+    let arn = match &found {
+        Some(f) => f.arn.clone(),
+        None => format!("arn:{}:iam::{}:role/{name}", ctx.partition, ctx.account),
     };
     if ctx.apply {
         match &decision {
             Decision::Create => {
-                let tag = Tag::builder()
-                    .key(STACK_TAG)
-                    .value(ctx.tag_value())
-                    .build()
-                    .expect("tag has key and value");
-                let out = ctx
-                    .aws
-                    .iam
-                    .create_role()
-                    .role_name(&name)
-                    .assume_role_policy_document(TRUST_POLICY)
-                    .description(format!(
-                        "Lambda execution role of provision stack {}",
-                        ctx.stack
-                    ))
-                    .tags(tag)
-                    .send()
-                    .await
-                    .sdk()
-                    .map_err(|e| e.fail(format!("creating IAM role {name}"), "CreateRole"))?;
+                let arn = create(ctx, &name).await?;
                 ctx.rec.set(KIND, &name)?;
-                let arn = out.role().map(|r| r.arn().to_string()).unwrap_or(arn);
                 ctx.finish(KIND, &name, &decision, recorded, started);
                 return Ok(Role {
                     handle: Handle::new(name, arn, true),
@@ -145,38 +121,13 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
             }
             Decision::Update(_) => {
                 let observed = observed.as_ref().expect("update implies observed");
-                if !observed.trusts_lambda {
-                    ctx.aws
-                        .iam
-                        .update_assume_role_policy()
-                        .role_name(&name)
-                        .policy_document(TRUST_POLICY)
-                        .send()
-                        .await
-                        .sdk()
-                        .map_err(|e| {
-                            e.fail(
-                                format!("repairing the trust policy of IAM role {name}"),
-                                "UpdateAssumeRolePolicy",
-                            )
-                        })?;
-                }
-                for p in want
-                    .policies
-                    .iter()
-                    .filter(|p| !observed.policies.contains(p))
-                {
-                    attach(ctx, &name, p).await?;
-                }
-                for p in observed
-                    .policies
-                    .iter()
-                    .filter(|p| !want.policies.contains(p))
-                {
-                    detach(ctx, &name, p).await?;
-                }
+                repair(ctx, &name, &want, observed).await?;
             }
             Decision::Unchanged => {}
+        }
+        let found = found.as_ref().expect("not Create");
+        if found.region().is_none() {
+            claim(ctx, &name).await?;
         }
         ctx.rec.set(KIND, &name)?;
     }
@@ -191,6 +142,94 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
         handle: Handle::new(id, arn, fresh),
         pending: Vec::new(),
     })
+}
+
+async fn create(ctx: &Ctx<'_>, name: &str) -> Result<String> {
+    let tag = |k: &str, v: &str| {
+        Tag::builder()
+            .key(k)
+            .value(v)
+            .build()
+            .expect("tag has key and value")
+    };
+    let made = create_once(
+        Create::new(format!("creating IAM role {name}"), "CreateRole"),
+        || async {
+            ctx.aws
+                .once
+                .iam
+                .create_role()
+                .role_name(name)
+                .assume_role_policy_document(TRUST_POLICY)
+                .description(format!(
+                    "Lambda execution role of provision stack {} in {}",
+                    ctx.stack, ctx.region
+                ))
+                .tags(tag(STACK_TAG, ctx.tag_value()))
+                .tags(tag(REGION_TAG, ctx.region))
+                .send()
+                .await
+                .sdk()
+        },
+        || async {
+            let found = find(ctx, name).await?;
+            if let Some(f) = &found {
+                check_ours(ctx, f)?;
+            }
+            Ok(found)
+        },
+    )
+    .await?;
+    Ok(match made {
+        Made::New(out) => out
+            .role()
+            .map(|r| r.arn().to_string())
+            .unwrap_or_else(|| format!("arn:{}:iam::{}:role/{name}", ctx.partition, ctx.account)),
+        Made::Found(f) => f.arn,
+    })
+}
+
+/// Takes the role back to exactly what provision grants.
+async fn repair(
+    ctx: &Ctx<'_>,
+    name: &str,
+    want: &RoleSettings,
+    observed: &RoleSettings,
+) -> Result<()> {
+    if observed.trust_policy != want.trust_policy {
+        ctx.aws
+            .iam
+            .update_assume_role_policy()
+            .role_name(name)
+            .policy_document(TRUST_POLICY)
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| {
+                e.fail(
+                    format!("repairing the trust policy of IAM role {name}"),
+                    "UpdateAssumeRolePolicy",
+                )
+            })?;
+    }
+    for p in want
+        .policies
+        .iter()
+        .filter(|p| !observed.policies.contains(p))
+    {
+        attach(ctx, name, p).await?;
+    }
+    for p in observed
+        .policies
+        .iter()
+        .filter(|p| !want.policies.contains(p))
+    {
+        detach(ctx, name, p).await?;
+    }
+    for p in &observed.inline_policies {
+        delete_inline(ctx, name, p).await?;
+    }
+    Ok(())
 }
 
 /// Attaches what a new role still needs (see `Role::pending`).
@@ -239,61 +278,69 @@ async fn detach(ctx: &Ctx<'_>, name: &str, policy: &str) -> Result<()> {
     }
 }
 
-/// Deletes the role (detaching its policies first). Returns false when it was already gone.
-pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
-    let name = ctx.role_name();
-    let Some(found) = find(ctx).await? else {
-        return Ok(false);
-    };
-    check_owner(Some(&found.tags), ctx.stack, &format!("IAM role {name}"))?;
-    for p in &attached_policies(ctx, &name).await? {
-        detach(ctx, &name, p).await?;
-    }
+async fn delete_inline(ctx: &Ctx<'_>, name: &str, policy: &str) -> Result<()> {
     match ctx
         .aws
         .iam
-        .delete_role()
-        .role_name(&name)
+        .delete_role_policy()
+        .role_name(name)
+        .policy_name(policy)
         .send()
         .await
         .sdk()
     {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.fail(
+            format!("deleting inline policy {policy} of IAM role {name}"),
+            "DeleteRolePolicy",
+        )),
+    }
+}
+
+/// Deletes the stack's role in this region (its policies first); returns its name and
+/// whether it was there. A legacy role no region has claimed may serve this stack in
+/// another region too: it is left, and said so.
+pub async fn delete(ctx: &Ctx<'_>) -> Result<(String, bool)> {
+    let (name, found) = locate(ctx, function_role(ctx)).await?;
+    let Some(found) = found else {
+        return Ok((name, false));
+    };
+    if found.region().is_none() {
+        report::warn(&format!(
+            "left IAM role {name}: it was made by an older provision and carries no {REGION_TAG} tag, so it may serve stack `{}` in another region too. Once no region uses it, delete it (aws iam delete-role --role-name {name}, after detaching its policies); `provision up` in a region claims it for that region",
+            ctx.stack
+        ));
+        return Ok((name, false));
+    }
+    // IAM deletes a role only once nothing is attached to it. provision attached the
+    // basic-execution policy and nothing else: detach it and delete, and list what
+    // else is there only if IAM says something is.
+    detach(ctx, &name, &basic_execution_arn(ctx.partition)).await?;
+    match delete_role(ctx, &name).await {
+        Err(e) if e.is("DeleteConflict") => {
+            let (attached, inline) = ctx
+                .both(attached_policies(ctx, &name), inline_policies(ctx, &name))
+                .await;
+            for p in &attached? {
+                detach(ctx, &name, p).await?;
+            }
+            for p in &inline? {
+                delete_inline(ctx, &name, p).await?;
+            }
+            delete_role(ctx, &name).await
+        }
+        other => other,
+    }
+    .map(|gone| (name.clone(), gone))
+    .map_err(|e| e.fail(format!("deleting IAM role {name}"), "DeleteRole"))
+}
+
+/// DeleteRole; false when it was already gone.
+async fn delete_role(ctx: &Ctx<'_>, name: &str) -> std::result::Result<bool, SdkFailure> {
+    match ctx.aws.iam.delete_role().role_name(name).send().await.sdk() {
         Ok(_) => Ok(true),
         Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e.fail(format!("deleting IAM role {name}"), "DeleteRole")),
-    }
-}
-
-/// IAM returns policy documents URL-encoded.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn decodes_iam_policy_documents() {
-        assert_eq!(
-            percent_decode("%7B%22Service%22%3A%22lambda.amazonaws.com%22%7D"),
-            r#"{"Service":"lambda.amazonaws.com"}"#
-        );
-        assert_eq!(percent_decode(r#"{"a":1}"#), r#"{"a":1}"#);
-        assert_eq!(percent_decode("100%"), "100%");
+        Err(e) => Err(e),
     }
 }

@@ -3,9 +3,9 @@
 //! The definition's hash is written into the deployment's description, so a run
 //! without a state file can tell as well as one with it whether `prod` is current.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::{retry_while, Ctx, Handle};
+use super::{create_once, Create, Ctx, Handle, Made};
 use crate::aws::SdkResultExt;
 use crate::errors::Result;
 use crate::plan::{decide, definition_from_description, Decision, StageSettings, DEFINITION_MARK};
@@ -14,8 +14,9 @@ pub const KIND: &str = "stage";
 pub const STAGE: &str = "prod";
 
 /// API Gateway allows few CreateDeployment calls per account (e.g. one per 5 s):
-/// keep retrying throttling and conflicts for this long.
-const DEPLOY_BUDGET: Duration = Duration::from_secs(120);
+/// keep retrying throttling and conflicts this many times (backoff up to 10 s each:
+/// about two minutes).
+const DEPLOY_ATTEMPTS: u32 = 17;
 
 /// The stage's settings and the deployment it serves.
 async fn observe(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<(StageSettings, Option<String>)>> {
@@ -101,11 +102,18 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()>
     let mut deployment_id = observed.and_then(|o| o.1);
     if ctx.apply && decision != Decision::Unchanged {
         let description = format!("{DEFINITION_MARK}{definition}");
-        let out = retry_while(
-            &format!("deploying REST API {} to stage {STAGE}", api.id),
-            DEPLOY_BUDGET,
+        let made = create_once(
+            Create {
+                busy: |e| e.is("ConflictException"),
+                attempts: DEPLOY_ATTEMPTS,
+                ..Create::new(
+                    format!("deploying REST API {} to stage {STAGE}", api.id),
+                    "CreateDeployment",
+                )
+            },
             || async {
                 ctx.aws
+                    .once
                     .apigw
                     .create_deployment()
                     .rest_api_id(&api.id)
@@ -115,16 +123,20 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()>
                     .await
                     .sdk()
             },
-            |e| e.is("TooManyRequestsException") || e.is("ConflictException"),
+            // The stage serves a deployment of this definition: our lost attempt made it.
+            || async {
+                Ok(observe(ctx, &api.id)
+                    .await?
+                    .filter(|(settings, _)| settings.definition == definition)
+                    .and_then(|(_, id)| id))
+            },
         )
-        .await
-        .map_err(|e| {
-            e.fail(
-                format!("deploying REST API {} to stage {STAGE}", api.id),
-                "CreateDeployment",
-            )
-        })?;
-        deployment_id = out.id().map(str::to_string);
+        .await?;
+        let out_id = match made {
+            Made::New(out) => out.id().map(str::to_string),
+            Made::Found(id) => Some(id),
+        };
+        deployment_id = out_id;
     }
     if ctx.apply {
         ctx.rec.set(KIND, STAGE)?;

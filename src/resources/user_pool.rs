@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use aws_sdk_cognitoidentityprovider::types::AdminCreateUserConfigType;
 
-use super::{check_owner, shown, Ctx, Handle, NEW, STACK_TAG};
+use super::{check_owner, create_once, shown, Create, Ctx, Handle, Made, NEW, STACK_TAG};
 use crate::aws::SdkResultExt;
 use crate::errors::{Error, Result};
 use crate::plan::{decide, Decision, PoolSettings};
@@ -67,6 +67,27 @@ pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
             return Ok(Some(found));
         }
     }
+    find_by_name(ctx).await
+}
+
+/// The one pool named for this stack (an error when there are several).
+async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {
+    let mut ours = find_all(ctx).await?;
+    if ours.len() > 1 {
+        return Err(Error::usage(format!(
+            "found {} Cognito user pools named {} tagged for this stack ({}); `provision down` removes them all, or delete the extra ones, then run again",
+            ours.len(),
+            ctx.pool_name(),
+            ours.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(ours.pop())
+}
+
+/// Every pool named for this stack, each checked to be tagged for it. Cognito accepts
+/// duplicate names, so there can be more than one (made by an older provision that
+/// lost a create answer, or by two runs without a shared lock): `down` deletes them all.
+pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
     let name = ctx.pool_name();
     let mut ids = Vec::new();
     let mut token: Option<String> = None;
@@ -111,14 +132,7 @@ pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
             ours.push(found);
         }
     }
-    if ours.len() > 1 {
-        return Err(Error::usage(format!(
-            "found {} Cognito user pools named {name} tagged for this stack ({}); delete the extra ones, then run again",
-            ours.len(),
-            ours.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    Ok(ours.pop())
+    Ok(ours)
 }
 
 pub struct Pool {
@@ -147,26 +161,35 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Pool> {
         .build();
     let (id, arn) = match (&decision, &found) {
         (Decision::Create, _) if ctx.apply => {
-            let out = ctx
-                .aws
-                .cognito
-                .create_user_pool()
-                .pool_name(&name)
-                .admin_create_user_config(admin_only)
-                .user_pool_tags(STACK_TAG, ctx.tag_value())
-                .send()
-                .await
-                .sdk()
-                .map_err(|e| {
-                    e.fail(
-                        format!("creating Cognito user pool {name}"),
-                        "CreateUserPool",
-                    )
-                })?;
-            let pool = out.user_pool();
-            let id = pool.and_then(|p| p.id()).unwrap_or_default().to_string();
-            let arn = pool.and_then(|p| p.arn()).unwrap_or_default().to_string();
-            (id, arn)
+            let made = create_once(
+                Create::new(
+                    format!("creating Cognito user pool {name}"),
+                    "CreateUserPool",
+                ),
+                || async {
+                    ctx.aws
+                        .once
+                        .cognito
+                        .create_user_pool()
+                        .pool_name(&name)
+                        .admin_create_user_config(admin_only.clone())
+                        .user_pool_tags(STACK_TAG, ctx.tag_value())
+                        .send()
+                        .await
+                        .sdk()
+                },
+                || find_by_name(ctx),
+            )
+            .await?;
+            match made {
+                Made::New(out) => {
+                    let pool = out.user_pool();
+                    let id = pool.and_then(|p| p.id()).unwrap_or_default().to_string();
+                    let arn = pool.and_then(|p| p.arn()).unwrap_or_default().to_string();
+                    (id, arn)
+                }
+                Made::Found(f) => (f.id, f.arn),
+            }
         }
         (Decision::Create, _) => (NEW.to_string(), NEW.to_string()),
         (Decision::Update(_), Some(f)) if ctx.apply => {

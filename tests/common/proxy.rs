@@ -6,13 +6,16 @@
 //!   deterministically (seeded) and never more than twice in a row for the same request,
 //!   or every request of one service (to exhaust the client's retries);
 //! - hold the answer of the k-th request after the emulator has done it, so the test
-//!   can kill the client at that exact point (the "answer lost" crash).
+//!   can kill the client at that exact point (the "answer lost" crash);
+//! - lose the answer of the first request of chosen operations after the emulator has
+//!   done it (a 500 in the service's error shape, or a closed connection), so the client
+//!   sees a failure for work that really happened (`lose_answers`).
 //!
 //! It runs on a runtime of its own, so tests may block while it works.
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +34,16 @@ pub struct Faults {
     pub always: Option<String>,
 }
 
+/// How `lose_answers` loses an answer the emulator gave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Lose {
+    /// An HTTP 500 in the service's error shape instead of the answer.
+    #[default]
+    ServerError,
+    /// The connection is closed without any answer.
+    Drop,
+}
+
 #[derive(Default)]
 struct Shared {
     upstream: String,
@@ -44,6 +57,10 @@ struct Shared {
     release: Notify,
     streaks: Mutex<HashMap<u64, u32>>,
     rng: Mutex<u64>,
+    /// Operations whose next answer is to be lost, and how.
+    lose: Mutex<(HashSet<String>, Lose)>,
+    /// (operation, status line of the emulator's answer) of every answer lost.
+    lost: Mutex<Vec<(String, String)>>,
 }
 
 pub struct Proxy {
@@ -136,6 +153,35 @@ impl Proxy {
         false
     }
 
+    /// For each operation in `ops` (names as `operation` gives them, e.g. `CreateRole`),
+    /// the first request from now on is done by the emulator, then its answer is lost
+    /// (`how`); later requests of that operation pass normally. Replaces any previous
+    /// set.
+    pub fn lose_answers(&self, ops: &[&str], how: Lose) {
+        *self.shared.lose.lock().unwrap() = (ops.iter().map(|o| o.to_string()).collect(), how);
+    }
+
+    /// Operations still waiting for their answer to be lost.
+    pub fn still_to_lose(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.lose.lock().unwrap().0.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The operations whose answer was lost, in order.
+    pub fn lost(&self) -> Vec<String> {
+        self.lost_answers().into_iter().map(|(op, _)| op).collect()
+    }
+
+    /// (operation, status line the emulator answered with) of every answer lost.
+    pub fn lost_answers(&self) -> Vec<(String, String)> {
+        self.shared.lost.lock().unwrap().clone()
+    }
+
+    pub fn clear_lost(&self) {
+        self.shared.lost.lock().unwrap().clear();
+    }
+
     /// Lets a held answer go, and stops holding.
     pub fn release(&self) {
         *self.shared.hold_at.lock().unwrap() = None;
@@ -197,6 +243,99 @@ fn service(head: &str) -> String {
         .and_then(|c| c.split('/').nth(3))
         .unwrap_or("unknown")
         .to_string()
+}
+
+/// The AWS operation a request asks for: from `X-Amz-Target` (Cognito), from the
+/// `Action` of a query-protocol form body (IAM, STS), or from method and path (the
+/// REST-JSON services Lambda and API Gateway). Anything else: `"{METHOD} {path}"`.
+pub fn operation(head: &str, body: &[u8]) -> String {
+    if let Some(target) = header(head, "x-amz-target") {
+        return target.rsplit('.').next().unwrap_or(target).to_string();
+    }
+    let mut line = head.lines().next().unwrap_or("").split_whitespace();
+    let method = line.next().unwrap_or("").to_ascii_uppercase();
+    let target = line.next().unwrap_or("");
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    if method == "POST" {
+        let form = String::from_utf8_lossy(body);
+        if let Some(action) = form
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("Action="))
+            .filter(|a| !a.is_empty())
+        {
+            return action.to_string();
+        }
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let m = method.as_str();
+    let named = match parts.as_slice() {
+        // Lambda
+        ["2015-03-31", "functions"] if m == "POST" => Some("CreateFunction"),
+        ["2015-03-31", "functions"] if m == "GET" => Some("ListFunctions"),
+        ["2015-03-31", "functions", _] if m == "GET" => Some("GetFunction"),
+        ["2015-03-31", "functions", _] if m == "DELETE" => Some("DeleteFunction"),
+        ["2015-03-31", "functions", _, "policy"] if m == "POST" => Some("AddPermission"),
+        ["2015-03-31", "functions", _, "policy"] if m == "GET" => Some("GetPolicy"),
+        ["2015-03-31", "functions", _, "policy", _] if m == "DELETE" => Some("RemovePermission"),
+        ["2015-03-31", "functions", _, "code"] if m == "PUT" => Some("UpdateFunctionCode"),
+        ["2015-03-31", "functions", _, "configuration"] if m == "PUT" => {
+            Some("UpdateFunctionConfiguration")
+        }
+        ["2015-03-31", "functions", _, "configuration"] if m == "GET" => {
+            Some("GetFunctionConfiguration")
+        }
+        // API Gateway
+        ["restapis"] if m == "POST" => Some("CreateRestApi"),
+        ["restapis"] if m == "GET" => Some("GetRestApis"),
+        ["restapis", _] if m == "GET" => Some("GetRestApi"),
+        ["restapis", _] if m == "DELETE" => Some("DeleteRestApi"),
+        ["restapis", _, "authorizers"] if m == "POST" => Some("CreateAuthorizer"),
+        ["restapis", _, "authorizers"] if m == "GET" => Some("GetAuthorizers"),
+        ["restapis", _, "deployments"] if m == "POST" => Some("CreateDeployment"),
+        ["restapis", _, "resources"] if m == "GET" => Some("GetResources"),
+        ["restapis", _, "resources", _] if m == "POST" => Some("CreateResource"),
+        ["restapis", _, "resources", _] if m == "GET" => Some("GetResource"),
+        ["restapis", _, "resources", _, "methods", _] if m == "PUT" => Some("PutMethod"),
+        ["restapis", _, "resources", _, "methods", _] if m == "GET" => Some("GetMethod"),
+        ["restapis", _, "resources", _, "methods", _] if m == "DELETE" => Some("DeleteMethod"),
+        ["restapis", _, "resources", _, "methods", _, "integration"] if m == "PUT" => {
+            Some("PutIntegration")
+        }
+        ["restapis", _, "stages"] if m == "POST" => Some("CreateStage"),
+        ["restapis", _, "stages", _] if m == "GET" => Some("GetStage"),
+        _ => None,
+    };
+    match named {
+        Some(op) => op.to_string(),
+        None => format!("{method} {path}"),
+    }
+}
+
+/// An HTTP 500 in the error shape of `service` (as signed).
+fn server_error_response(service: &str) -> Vec<u8> {
+    let (headers, body): (&str, &str) = match service {
+        "iam" | "sts" => (
+            "Content-Type: text/xml\r\n",
+            "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceFailure</Code><Message>injected: answer lost</Message></Error><RequestId>injected</RequestId></ErrorResponse>",
+        ),
+        "cognito-idp" => (
+            "Content-Type: application/x-amz-json-1.1\r\n",
+            "{\"__type\":\"InternalErrorException\",\"message\":\"injected: answer lost\"}",
+        ),
+        "lambda" => (
+            "Content-Type: application/json\r\nx-amzn-ErrorType: ServiceException\r\n",
+            "{\"Type\":\"Service\",\"message\":\"injected: answer lost\"}",
+        ),
+        _ => (
+            "Content-Type: application/json\r\nx-amzn-ErrorType: InternalFailure\r\n",
+            "{\"message\":\"injected: answer lost\"}",
+        ),
+    };
+    format!(
+        "HTTP/1.1 500 Internal Server Error\r\n{headers}Content-Length: {}\r\nx-amzn-RequestId: injected\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 fn fault_response(service: &str, kind: u64) -> Vec<u8> {
@@ -309,6 +448,13 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             s.faults_sent.fetch_add(1, Ordering::SeqCst);
             return conn.write_all(&closing(&fault_response(&svc, kind))).await;
         }
+        // Is this the first request of an operation whose answer is to be lost?
+        let lose = {
+            let mut lose = s.lose.lock().unwrap();
+            let how = lose.1;
+            let op = operation(&head, &body);
+            lose.0.remove(&op).then_some((op, how))
+        };
         // Forward on a fresh upstream connection, asking it to close after answering.
         let mut up = TcpStream::connect(&s.upstream).await?;
         up.write_all(with_connection_close(&head).as_bytes())
@@ -316,6 +462,19 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         up.write_all(&body).await?;
         let mut response = Vec::new();
         up.read_to_end(&mut response).await?;
+        if let Some((op, how)) = lose {
+            let status = String::from_utf8_lossy(&response)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            s.lost.lock().unwrap().push((op, status));
+            return match how {
+                Lose::ServerError => conn.write_all(&closing(&server_error_response(&svc))).await,
+                // Dropping `conn` closes the connection with no answer at all.
+                Lose::Drop => Ok(()),
+            };
+        }
         let hold = *s.hold_at.lock().unwrap() == Some(n);
         if hold {
             let released = s.release.notified();

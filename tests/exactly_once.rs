@@ -1,0 +1,870 @@
+//! Exactly once: a create whose answer is lost never makes a second resource; the same
+//! stack name in two regions is two stacks; privileges granted beside provision's own
+//! are drift that `up` removes.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use aws_config::BehaviorVersion;
+use aws_credential_types::Credentials;
+use serde_json::{json, Value};
+
+use common::proxy::{operation, Lose, Proxy};
+use common::{Harness, Sdk};
+
+/// Every create of `up`, as the proxy names operations.
+const CREATES: &[&str] = &[
+    "CreateRole",
+    "AttachRolePolicy",
+    "CreateFunction",
+    "CreateUserPool",
+    "CreateUserPoolDomain",
+    "CreateResourceServer",
+    "CreateUserPoolClient",
+    "CreateRestApi",
+    "CreateAuthorizer",
+    "CreateResource",
+    "PutMethod",
+    "PutIntegration",
+    "CreateDeployment",
+    "AddPermission",
+];
+
+/// Every delete of `down`.
+const DELETES: &[&str] = &[
+    "DeleteRestApi",
+    "DeleteUserPool",
+    "DeleteUserPoolDomain",
+    "DeleteFunction",
+    "DeleteRole",
+    "RemovePermission",
+    "DetachRolePolicy",
+];
+
+/// SDK clients of the test's own for `region` (like `Sdk::new`, which is us-east-1).
+async fn sdk_in(url: &str, region: &str) -> Sdk {
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    Sdk {
+        iam: aws_sdk_iam::Client::new(&config),
+        lambda: aws_sdk_lambda::Client::new(&config),
+        cognito: aws_sdk_cognitoidentityprovider::Client::new(&config),
+        apigw: aws_sdk_apigateway::Client::new(&config),
+    }
+}
+
+/// How many requests of `op` a run sent (`calls` entries are `service:Operation`).
+fn sent(calls: &[String], op: &str) -> usize {
+    calls
+        .iter()
+        .filter(|c| c.split(':').nth(1) == Some(op))
+        .count()
+}
+
+fn missing_from(wanted: &[&str], got: &[String]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter(|w| !got.iter().any(|g| g == *w))
+        .map(|w| w.to_string())
+        .collect()
+}
+
+#[test]
+fn operation_names_every_request_provision_sends() {
+    let json = |target: &str| format!("POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: {target}");
+    assert_eq!(
+        operation(
+            &json("AWSCognitoIdentityProviderService.CreateUserPool"),
+            b"{}"
+        ),
+        "CreateUserPool"
+    );
+    let form = "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded";
+    assert_eq!(
+        operation(form, b"Action=CreateRole&Version=2010-05-08&RoleName=r"),
+        "CreateRole"
+    );
+    assert_eq!(
+        operation(form, b"Version=2011-06-15&Action=GetCallerIdentity"),
+        "GetCallerIdentity"
+    );
+    let rest = |method: &str, path: &str| {
+        operation(
+            &format!("{method} {path} HTTP/1.1\r\nHost: x"),
+            b"{\"a\":1}",
+        )
+    };
+    for (method, path, op) in [
+        ("POST", "/2015-03-31/functions", "CreateFunction"),
+        (
+            "POST",
+            "/2015-03-31/functions/s-handler/policy",
+            "AddPermission",
+        ),
+        (
+            "DELETE",
+            "/2015-03-31/functions/s-handler/policy/provision-apigateway-invoke",
+            "RemovePermission",
+        ),
+        (
+            "DELETE",
+            "/2015-03-31/functions/s-handler",
+            "DeleteFunction",
+        ),
+        ("GET", "/2015-03-31/functions/s-handler", "GetFunction"),
+        (
+            "GET",
+            "/2015-03-31/functions/s-handler?Qualifier=1",
+            "GetFunction",
+        ),
+        ("POST", "/restapis", "CreateRestApi"),
+        ("POST", "/restapis/a1/authorizers", "CreateAuthorizer"),
+        ("POST", "/restapis/a1/resources/r0", "CreateResource"),
+        ("POST", "/restapis/a1/deployments", "CreateDeployment"),
+        ("PUT", "/restapis/a1/resources/r1/methods/ANY", "PutMethod"),
+        (
+            "PUT",
+            "/restapis/a1/resources/r1/methods/ANY/integration",
+            "PutIntegration",
+        ),
+        ("DELETE", "/restapis/a1", "DeleteRestApi"),
+        (
+            "PATCH",
+            "/restapis/a1/stages/prod",
+            "PATCH /restapis/a1/stages/prod",
+        ),
+    ] {
+        assert_eq!(rest(method, path), op, "{method} {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_answer_never_duplicates_a_resource() {
+    let h = Harness::new();
+    let proxy = Proxy::start(&h.url);
+    for how in [Lose::ServerError, Lose::Drop] {
+        h.reset();
+        proxy.clear_lost();
+        proxy.lose_answers(CREATES, how);
+        let up = h.run_via(&proxy, &["-o", "json", "up"]);
+        let counts: Vec<String> = CREATES
+            .iter()
+            .map(|op| format!("{op} {}", sent(&up.calls, op)))
+            .collect();
+        println!(
+            "{how:?}: up sent {} requests; per create: {}",
+            up.calls.len(),
+            counts.join(", ")
+        );
+        assert_eq!(
+            up.code,
+            0,
+            "up with lost answers ({how:?}), lost: {:?}\n{}",
+            proxy.lost_answers(),
+            up.describe()
+        );
+        println!(
+            "{how:?}: up api_calls {}",
+            up.json()["api_calls"].as_u64().unwrap_or_default()
+        );
+        let lost = proxy.lost_answers();
+        let lost_ops: Vec<String> = lost.iter().map(|(op, _)| op.clone()).collect();
+        assert_eq!(
+            missing_from(CREATES, &lost_ops),
+            Vec::<String>::new(),
+            "creates whose answer was never lost ({how:?}): calls {:?}",
+            up.calls
+        );
+        for (op, status) in &lost {
+            assert!(
+                status.contains(" 20"),
+                "the emulator did {op} before its answer was lost ({how:?}): {status}"
+            );
+        }
+        h.assert_one_stack().await;
+        let status = h.run(&["status"]);
+        assert_eq!(
+            status.code,
+            0,
+            "in sync after up with lost answers ({how:?}):\n{}",
+            status.describe()
+        );
+
+        proxy.clear_lost();
+        proxy.lose_answers(DELETES, how);
+        let down = h.run_via(&proxy, &["-o", "json", "down"]);
+        assert_eq!(
+            down.code,
+            0,
+            "down with lost answers ({how:?}), lost: {:?}\n{}",
+            proxy.lost_answers(),
+            down.describe()
+        );
+        assert_eq!(
+            missing_from(DELETES, &proxy.lost()),
+            Vec::<String>::new(),
+            "deletes whose answer was never lost ({how:?}): calls {:?}",
+            down.calls
+        );
+        println!(
+            "{how:?}: down sent {} requests (api_calls {})",
+            down.calls.len(),
+            down.json()["api_calls"].as_u64().unwrap_or_default()
+        );
+        proxy.lose_answers(&[], how);
+        h.aws().await.assert_empty().await;
+        assert!(!h.state_file().exists(), "state file left ({how:?})");
+    }
+}
+
+/// One create at a time: its answer lost (a 500), `up` still makes exactly one of each
+/// resource. Prints what each lost answer costs in requests, against a clean `up`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_create_alone_losing_its_answer_costs_a_lookup_not_a_duplicate() {
+    let h = Harness::new();
+    let proxy = Proxy::start(&h.url);
+    let clean = h.run_via(&proxy, &["up"]);
+    assert_eq!(clean.code, 0, "{}", clean.describe());
+    let baseline = clean.calls.len();
+    let mut table = Vec::new();
+    for op in CREATES {
+        h.reset();
+        proxy.clear_lost();
+        proxy.lose_answers(&[op], Lose::ServerError);
+        let up = h.run_via(&proxy, &["up"]);
+        assert_eq!(up.code, 0, "{op} answer lost:\n{}", up.describe());
+        assert_eq!(proxy.lost(), vec![op.to_string()], "{op} was sent and lost");
+        h.assert_one_stack().await;
+        let extra: Vec<&String> = {
+            let mut rest = clean.calls.clone();
+            up.calls
+                .iter()
+                .filter(|c| match rest.iter().position(|r| r == *c) {
+                    Some(i) => {
+                        rest.remove(i);
+                        false
+                    }
+                    None => true,
+                })
+                .collect()
+        };
+        table.push(format!(
+            "{op}: {} requests (+{}: {})",
+            up.calls.len(),
+            up.calls.len() as i64 - baseline as i64,
+            extra
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    println!("clean up: {baseline} requests\n{}", table.join("\n"));
+}
+
+/// The role name of a function's `Role` ARN.
+async fn function_role(sdk: &Sdk, function: &str) -> String {
+    let f = sdk
+        .lambda
+        .get_function()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap();
+    let arn = f.configuration().unwrap().role().unwrap().to_string();
+    arn.rsplit('/').next().unwrap().to_string()
+}
+
+async fn role_tags(sdk: &Sdk, role: &str) -> Vec<(String, String)> {
+    let out = sdk
+        .iam
+        .list_role_tags()
+        .role_name(role)
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = out
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    tags.sort();
+    tags
+}
+
+// MiniStack 1.5.33 (checked with a quick experiment): Lambda functions, user pools and
+// REST APIs are kept per region (a function of the same name can exist in two
+// regions, each listing sees only its own; ids are region-prefixed or not found from
+// the other region), and IAM is global, as on AWS. One gap: invoking a function does
+// not check that its execution role exists, so a 200 from `invoke` does not prove the
+// role survived: the test asks IAM for it directly.
+#[tokio::test]
+async fn the_same_stack_in_two_regions_is_two_stacks() {
+    let h = Harness::new();
+    let regions = ["us-east-1", "eu-west-1"];
+    let state_dir = |region: &str| {
+        h.dir
+            .path()
+            .join(format!("state-{region}"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let run = |region: &str, args: &[&str]| {
+        let dir = state_dir(region);
+        let mut all = vec!["--region", region, "--state-dir", dir.as_str()];
+        all.extend_from_slice(args);
+        h.run(&all)
+    };
+    let role_of = |region: &str| format!("{}-handler-{region}", h.stack);
+
+    for region in regions {
+        let up = run(region, &["-o", "json", "up"]);
+        assert_eq!(up.code, 0, "up in {region}:\n{}", up.describe());
+        let report = up.json();
+        for r in report["resources"].as_array().unwrap() {
+            assert_eq!(
+                r["action"], "created",
+                "up in {region} makes its own stack, adopting nothing: {r}"
+            );
+        }
+    }
+
+    let mut sdks = Vec::new();
+    for region in regions {
+        sdks.push(sdk_in(&h.url, region).await);
+    }
+    let mut roles = sdks[0].role_names().await;
+    roles.sort();
+    let mut want: Vec<String> = regions.iter().map(|r| role_of(r)).collect();
+    want.sort();
+    assert_eq!(roles, want, "one role per region (IAM is global)");
+    for (region, sdk) in regions.iter().zip(&sdks) {
+        let tags = role_tags(sdk, &role_of(region)).await;
+        for tag in [
+            ("provision:stack".to_string(), h.stack.clone()),
+            ("provision:region".to_string(), region.to_string()),
+        ] {
+            assert!(
+                tags.contains(&tag),
+                "the {region} role is tagged {tag:?}: {tags:?}"
+            );
+        }
+        let functions = sdk.function_names().await;
+        assert_eq!(functions.len(), 1, "functions in {region}: {functions:?}");
+        assert_eq!(
+            function_role(sdk, &functions[0]).await,
+            role_of(region),
+            "the {region} function runs as its own region's role"
+        );
+        assert_eq!(sdk.pools().await.len(), 1, "user pools in {region}");
+        assert_eq!(sdk.apis().await.len(), 1, "REST APIs in {region}");
+        let call = run(region, &["-o", "json", "invoke"]);
+        assert_eq!(call.code, 0, "invoke in {region}:\n{}", call.describe());
+        assert_eq!(call.json()["status"], 200, "invoke in {region}");
+    }
+
+    let down = run("eu-west-1", &["down"]);
+    assert_eq!(down.code, 0, "down in eu-west-1:\n{}", down.describe());
+    let (us, eu) = (&sdks[0], &sdks[1]);
+    assert!(
+        us.iam
+            .get_role()
+            .role_name(role_of("us-east-1"))
+            .send()
+            .await
+            .is_ok(),
+        "down in eu-west-1 left the us-east-1 role alone; roles now: {:?}",
+        us.role_names().await
+    );
+    let functions = us.function_names().await;
+    assert_eq!(functions.len(), 1, "us-east-1 functions: {functions:?}");
+    let role = function_role(us, &functions[0]).await;
+    assert!(
+        us.iam.get_role().role_name(&role).send().await.is_ok(),
+        "the role of the us-east-1 function ({role}) still exists"
+    );
+    assert_eq!(us.pools().await.len(), 1, "us-east-1 user pools");
+    assert_eq!(us.apis().await.len(), 1, "us-east-1 REST APIs");
+    assert_eq!(
+        eu.function_names().await,
+        Vec::<String>::new(),
+        "eu functions"
+    );
+    assert_eq!(eu.pools().await, Vec::<(String, String)>::new(), "eu pools");
+    assert_eq!(eu.apis().await, Vec::<(String, String)>::new(), "eu APIs");
+    assert_eq!(
+        us.role_names().await,
+        vec![role_of("us-east-1")],
+        "only the eu-west-1 role is gone"
+    );
+    let call = run("us-east-1", &["-o", "json", "invoke"]);
+    assert_eq!(call.code, 0, "{}", call.describe());
+    assert_eq!(call.json()["status"], 200);
+    let status = run("us-east-1", &["status"]);
+    assert_eq!(
+        status.code,
+        0,
+        "us-east-1 in sync after down in eu-west-1:\n{}",
+        status.describe()
+    );
+
+    let down = run("us-east-1", &["down"]);
+    assert_eq!(down.code, 0, "down in us-east-1:\n{}", down.describe());
+    for sdk in &sdks {
+        sdk.assert_empty().await;
+    }
+    for region in regions {
+        let dir = std::path::PathBuf::from(state_dir(region));
+        assert!(
+            !dir.join(format!("{}.json", h.stack)).exists(),
+            "state file left in {region}"
+        );
+    }
+}
+
+/// A policy document as IAM returns it (URL-encoded on AWS, plain on some emulators).
+fn policy_document(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 3;
+                }
+                b'+' => {
+                    out.push(b' ');
+                    i += 1;
+                }
+                b => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        serde_json::from_slice(&out).unwrap_or_else(|e| panic!("policy {text}: {e}"))
+    })
+}
+
+/// Every `Principal` of a policy document, as `kind:value`.
+fn principals(doc: &Value) -> BTreeSet<String> {
+    let statements = match &doc["Statement"] {
+        Value::Array(a) => a.clone(),
+        one => vec![one.clone()],
+    };
+    let mut out = BTreeSet::new();
+    for s in statements {
+        match &s["Principal"] {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    match v {
+                        Value::Array(a) => {
+                            out.extend(a.iter().map(|x| format!("{k}:{}", x.as_str().unwrap())))
+                        }
+                        v => {
+                            out.insert(format!("{k}:{}", v.as_str().unwrap_or_default()));
+                        }
+                    }
+                }
+            }
+            other => {
+                out.insert(format!("{other}"));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn privileges_beyond_what_provision_grants_are_drift_and_up_removes_them() {
+    let h = Harness::new();
+    let sdk = h.aws().await;
+    h.json(&["up"]);
+    assert_eq!(h.run(&["status"]).code, 0, "in sync after up");
+    let functions = sdk.function_names().await;
+    assert_eq!(functions.len(), 1, "{functions:?}");
+    let function = functions[0].clone();
+    let role = function_role(&sdk, &function).await;
+    let fn_arn = sdk
+        .lambda
+        .get_function()
+        .function_name(&function)
+        .send()
+        .await
+        .unwrap()
+        .configuration()
+        .unwrap()
+        .function_arn()
+        .unwrap()
+        .to_string();
+    let api = sdk.apis().await[0].0.clone();
+    let resources = sdk
+        .apigw
+        .get_resources()
+        .rest_api_id(&api)
+        .send()
+        .await
+        .unwrap();
+    let root = resources
+        .items()
+        .iter()
+        .find(|r| r.path() == Some("/"))
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+
+    // Someone else's privileges, granted beside provision's own.
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"},
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}
+        ]
+    });
+    sdk.iam
+        .update_assume_role_policy()
+        .role_name(&role)
+        .policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    let everything = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]
+    });
+    sdk.iam
+        .put_role_policy()
+        .role_name(&role)
+        .policy_name("backdoor")
+        .policy_document(everything.to_string())
+        .send()
+        .await
+        .unwrap();
+    let admin = "arn:aws:iam::aws:policy/AdministratorAccess";
+    if let Err(e) = sdk
+        .iam
+        .attach_role_policy()
+        .role_name(&role)
+        .policy_arn(admin)
+        .send()
+        .await
+    {
+        // An emulator without AWS managed policies: attach a customer one instead.
+        println!("attaching {admin} failed ({e:?}); attaching a customer policy");
+        let own = sdk
+            .iam
+            .create_policy()
+            .policy_name("test-admin")
+            .policy_document(everything.to_string())
+            .send()
+            .await
+            .unwrap();
+        sdk.iam
+            .attach_role_policy()
+            .role_name(&role)
+            .policy_arn(own.policy().unwrap().arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    sdk.lambda
+        .add_permission()
+        .function_name(&function)
+        .statement_id("public")
+        .principal("*")
+        .action("lambda:InvokeFunction")
+        .send()
+        .await
+        .unwrap();
+    sdk.apigw
+        .put_method()
+        .rest_api_id(&api)
+        .resource_id(&root)
+        .http_method("GET")
+        .authorization_type("NONE")
+        .send()
+        .await
+        .unwrap();
+    sdk.apigw
+        .put_integration()
+        .rest_api_id(&api)
+        .resource_id(&root)
+        .http_method("GET")
+        .r#type(aws_sdk_apigateway::types::IntegrationType::AwsProxy)
+        .integration_http_method("POST")
+        .uri(format!(
+            "arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/{fn_arn}/invocations"
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    let status = h.run(&["-o", "json", "status"]);
+    assert_eq!(status.code, 3, "{}", status.describe());
+    assert!(
+        status.writes().is_empty(),
+        "status only reads: {:?}",
+        status.writes()
+    );
+    let s = status.json();
+    assert_eq!(s["stack"], h.stack.as_str(), "{s}");
+    assert_eq!(s["in_sync"], false, "{s}");
+    assert!(s["api_calls"].is_u64(), "{s}");
+    let find = |kind: &str, id: Option<&str>| -> Value {
+        s["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == kind && id.is_none_or(|id| r["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} {id:?} in status: {s}"))
+    };
+    let fields = |r: &Value| -> BTreeSet<String> {
+        r["fields"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|f| f.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let role_status = find("iam_role", None);
+    assert_eq!(role_status["state"], "drifted", "{role_status}");
+    for field in ["trust_policy", "inline_policies", "policies"] {
+        assert!(
+            fields(&role_status).contains(field),
+            "role drift names {field}: {role_status}"
+        );
+    }
+    let permission = find("lambda_permission", Some("provision-apigateway-invoke"));
+    assert_eq!(permission["state"], "drifted", "{permission}");
+    assert!(
+        fields(&permission).contains("extra_statements"),
+        "{permission}"
+    );
+    let extra = find("method", Some("GET /"));
+    assert_eq!(extra["state"], "extra", "{extra}");
+
+    let repair = h.run(&["-o", "json", "up"]);
+    assert_eq!(repair.code, 0, "{}", repair.describe());
+    let after = h.run(&["status"]);
+    assert_eq!(after.code, 0, "in sync after up:\n{}", after.describe());
+
+    let got = sdk.iam.get_role().role_name(&role).send().await.unwrap();
+    let trust = policy_document(got.role().unwrap().assume_role_policy_document().unwrap());
+    assert_eq!(
+        principals(&trust),
+        BTreeSet::from(["Service:lambda.amazonaws.com".to_string()]),
+        "trust policy: {trust}"
+    );
+    let inline = sdk
+        .iam
+        .list_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inline.policy_names(), &[] as &[String], "inline policies");
+    let attached = sdk
+        .iam
+        .list_attached_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    let arns: Vec<&str> = attached
+        .attached_policies()
+        .iter()
+        .filter_map(|p| p.policy_arn())
+        .collect();
+    assert_eq!(arns.len(), 1, "attached: {arns:?}");
+    assert!(
+        arns[0].ends_with("/AWSLambdaBasicExecutionRole"),
+        "attached: {arns:?}"
+    );
+    let policy = sdk
+        .lambda
+        .get_policy()
+        .function_name(&function)
+        .send()
+        .await
+        .unwrap();
+    let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    let sids: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["Sid"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(sids, vec!["provision-apigateway-invoke"], "{policy}");
+    let get = sdk
+        .apigw
+        .get_method()
+        .rest_api_id(&api)
+        .resource_id(&root)
+        .http_method("GET")
+        .send()
+        .await;
+    assert!(get.is_err(), "GET / is gone: {get:?}");
+    let any = sdk
+        .apigw
+        .get_method()
+        .rest_api_id(&api)
+        .resource_id(&root)
+        .http_method("ANY")
+        .send()
+        .await;
+    assert!(any.is_ok(), "ANY / stays: {any:?}");
+    assert_eq!(h.json(&["invoke"])["status"], 200);
+}
+
+/// Turns the stack `up` made into one made before roles were per region: its function
+/// runs as `<stack>-handler` (tagged for the stack, no region tag), the state file
+/// records that name, and the region-named role is gone.
+async fn make_legacy(h: &Harness, sdk: &Sdk) -> String {
+    let legacy = format!("{}-handler", h.stack);
+    let regional = format!("{}-handler-us-east-1", h.stack);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+    let made = sdk
+        .iam
+        .create_role()
+        .role_name(&legacy)
+        .assume_role_policy_document(trust)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("provision:stack")
+                .value(&h.stack)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = made.role().unwrap().arn().to_string();
+    sdk.iam
+        .attach_role_policy()
+        .role_name(&legacy)
+        .policy_arn(basic)
+        .send()
+        .await
+        .unwrap();
+    sdk.lambda
+        .update_function_configuration()
+        .function_name(format!("{}-handler", h.stack))
+        .role(&arn)
+        .send()
+        .await
+        .unwrap();
+    sdk.iam
+        .detach_role_policy()
+        .role_name(&regional)
+        .policy_arn(basic)
+        .send()
+        .await
+        .unwrap();
+    sdk.iam
+        .delete_role()
+        .role_name(&regional)
+        .send()
+        .await
+        .unwrap();
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(h.state_file()).unwrap()).unwrap();
+    state["resources"]["iam_role"] = Value::String(legacy.clone());
+    std::fs::write(h.state_file(), state.to_string()).unwrap();
+    // The function's update settles (MiniStack: about half a second).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    legacy
+}
+
+#[tokio::test]
+async fn a_stack_made_before_roles_were_per_region_keeps_its_role_in_its_region() {
+    let h = Harness::new();
+    let sdk = h.aws().await;
+    h.ok(&["up"]);
+    let legacy = make_legacy(&h, &sdk).await;
+
+    // `up` keeps the legacy role and claims it for its region.
+    let up = h.json(&["up"]);
+    let role = up["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "iam_role")
+        .unwrap()
+        .clone();
+    assert_eq!(role["id"], legacy.as_str(), "{up}");
+    assert_eq!(role["action"], "unchanged", "{up}");
+    assert_eq!(sdk.role_names().await, vec![legacy.clone()], "no new role");
+    assert!(
+        role_tags(&sdk, &legacy)
+            .await
+            .contains(&("provision:region".to_string(), "us-east-1".to_string())),
+        "claimed for us-east-1"
+    );
+    assert_eq!(h.run(&["status"]).code, 0);
+
+    // Another region gets a role of its own and never touches the legacy one.
+    let eu_dir = h.dir.path().join("state-eu");
+    let eu = |args: &[&str]| {
+        let mut all = vec![
+            "--region",
+            "eu-west-1",
+            "--state-dir",
+            eu_dir.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        h.ok(&all)
+    };
+    eu(&["up"]);
+    let mut roles = sdk.role_names().await;
+    roles.sort();
+    assert_eq!(
+        roles,
+        vec![legacy.clone(), format!("{}-handler-eu-west-1", h.stack)]
+    );
+    eu(&["down"]);
+    assert_eq!(sdk.role_names().await, vec![legacy.clone()], "legacy kept");
+
+    // Its own region's `down` removes it: it was claimed.
+    h.ok(&["down"]);
+    sdk.assert_empty().await;
+
+    // A legacy role nobody claimed (no `up` since the upgrade) may serve another
+    // region too: `down` leaves it and says how to remove it.
+    h.reset();
+    h.ok(&["up"]);
+    let legacy = make_legacy(&h, &sdk).await;
+    let down = h.ok(&["down"]);
+    assert!(
+        down.stderr.contains(&format!("left IAM role {legacy}")),
+        "{}",
+        down.describe()
+    );
+    assert_eq!(sdk.role_names().await, vec![legacy.clone()]);
+    assert!(sdk.function_names().await.is_empty());
+    sdk.iam
+        .detach_role_policy()
+        .role_name(&legacy)
+        .policy_arn("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+        .send()
+        .await
+        .unwrap();
+    sdk.iam
+        .delete_role()
+        .role_name(&legacy)
+        .send()
+        .await
+        .unwrap();
+}
