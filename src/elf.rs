@@ -1,6 +1,10 @@
-//! Just enough ELF reading to tell, before deploying, whether a handler binary can run
-//! on Lambda's `provided.al2023`: the machine it was built for, and the newest glibc
-//! symbol version it needs (AL2023 has glibc 2.34).
+//! Reads a handler binary, through the `object` crate's ELF parser, to tell before
+//! deploying whether it can run on Lambda's `provided.al2023`: the machine it was built
+//! for, and the newest glibc symbol version it needs (AL2023 has glibc 2.34).
+
+use object::elf::{self, FileHeader64};
+use object::read::elf::FileHeader;
+use object::{Endianness, FileKind};
 
 use crate::config::Arch;
 
@@ -16,89 +20,66 @@ pub struct BinaryInfo {
     pub glibc: Option<(u32, u32)>,
 }
 
-const SHT_GNU_VERNEED: u32 = 0x6fff_fffe;
-const EM_X86_64: u16 = 62;
-const EM_AARCH64: u16 = 183;
-
-fn u16_at(b: &[u8], off: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(off..off + 2)?.try_into().ok()?))
-}
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
-}
-fn cstr(b: &[u8], off: usize) -> Option<&str> {
-    let rest = b.get(off..)?;
-    let end = rest.iter().position(|&c| c == 0)?;
-    std::str::from_utf8(&rest[..end]).ok()
-}
-
 /// Reads a 64-bit little-endian ELF executable. Err: why it is not one.
 pub fn inspect(b: &[u8]) -> Result<BinaryInfo, String> {
-    if b.get(..4) != Some(b"\x7fELF") {
-        return Err("not an ELF executable (Lambda runs Linux binaries)".into());
+    match FileKind::parse(b) {
+        Ok(FileKind::Elf64) => {}
+        Ok(FileKind::Elf32) => return Err("not a 64-bit little-endian ELF file".into()),
+        _ if b.starts_with(&elf::ELFMAG) => return Err("truncated ELF header".into()),
+        _ => return Err("not an ELF executable (Lambda runs Linux binaries)".into()),
     }
-    if b.get(4) != Some(&2) || b.get(5) != Some(&1) {
+    let header = FileHeader64::<Endianness>::parse(b).map_err(|e| {
+        if b.len() < std::mem::size_of::<FileHeader64<Endianness>>() {
+            "truncated ELF header".to_string()
+        } else {
+            format!("an unusable ELF header: {e}")
+        }
+    })?;
+    let endian = header.endian().map_err(|e| e.to_string())?;
+    if endian != Endianness::Little {
         return Err("not a 64-bit little-endian ELF file".into());
     }
-    let e_type = u16_at(b, 16).ok_or("truncated ELF header")?;
-    if e_type != 2 && e_type != 3 {
+    let e_type = header.e_type(endian);
+    if e_type != elf::ET_EXEC && e_type != elf::ET_DYN {
         return Err("an ELF file, but not an executable".into());
     }
-    let machine = u16_at(b, 18).ok_or("truncated ELF header")?;
+    let machine = header.e_machine(endian);
     let arch = match machine {
-        EM_X86_64 => Some(Arch::X86_64),
-        EM_AARCH64 => Some(Arch::Arm64),
+        elf::EM_X86_64 => Some(Arch::X86_64),
+        elf::EM_AARCH64 => Some(Arch::Arm64),
         _ => None,
     };
+    let glibc = glibc_need(header, endian, b)
+        .map_err(|e| format!("a damaged ELF file (its version needs: {e})"))?;
     Ok(BinaryInfo {
         arch,
-        machine,
-        glibc: glibc_need(b),
+        machine: machine.0,
+        glibc,
     })
 }
 
-/// The newest GLIBC_x.y in the version-needs section (`.gnu.version_r`).
-fn glibc_need(b: &[u8]) -> Option<(u32, u32)> {
-    let shoff = u64_at(b, 0x28)? as usize;
-    let shentsize = u16_at(b, 0x3a)? as usize;
-    let shnum = u16_at(b, 0x3c)? as usize;
-    let section = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
-    let mut newest: Option<(u32, u32)> = None;
-    for i in 0..shnum {
-        let sh = section(i)?;
-        if u32_at(b, sh + 4)? != SHT_GNU_VERNEED {
-            continue;
-        }
-        let offset = u64_at(b, sh + 0x18)? as usize;
-        let link = u32_at(b, sh + 0x28)? as usize;
-        let count = u32_at(b, sh + 0x2c)? as usize; // sh_info: number of entries
-        let strtab = u64_at(b, section(link)? + 0x18)? as usize;
-        let mut need = offset;
-        for _ in 0..count {
-            let aux_count = u16_at(b, need + 2)? as usize;
-            let mut aux = need + u32_at(b, need + 8)? as usize;
-            for _ in 0..aux_count {
-                let name = cstr(b, strtab + u32_at(b, aux + 8)? as usize)?;
-                if let Some(v) = parse_glibc(name) {
-                    newest = newest.max(Some(v));
-                }
-                let next = u32_at(b, aux + 12)? as usize;
-                if next == 0 {
-                    break;
-                }
-                aux += next;
+/// The newest GLIBC_x.y in the version-needs section (`.gnu.version_r`); None when
+/// there is none (a static binary).
+fn glibc_need(
+    header: &FileHeader64<Endianness>,
+    endian: Endianness,
+    b: &[u8],
+) -> object::read::Result<Option<(u32, u32)>> {
+    let sections = header.sections(endian, b)?;
+    let Some((mut needs, link)) = sections.gnu_verneed(endian, b)? else {
+        return Ok(None);
+    };
+    let strings = sections.strings(endian, b, link)?;
+    let mut newest = None;
+    while let Some((_file, mut aux)) = needs.next()? {
+        while let Some(version) = aux.next()? {
+            let name = version.name(endian, strings)?;
+            if let Some(v) = std::str::from_utf8(name).ok().and_then(parse_glibc) {
+                newest = newest.max(Some(v));
             }
-            let next = u32_at(b, need + 12)? as usize;
-            if next == 0 {
-                break;
-            }
-            need += next;
         }
     }
-    newest
+    Ok(newest)
 }
 
 fn parse_glibc(name: &str) -> Option<(u32, u32)> {
@@ -135,6 +116,10 @@ pub fn lambda_problems(info: &BinaryInfo, want: Arch) -> Vec<String> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+
+    const EM_X86_64: u16 = elf::EM_X86_64.0;
+    const EM_AARCH64: u16 = elf::EM_AARCH64.0;
+    const SHT_GNU_VERNEED: u32 = elf::SHT_GNU_VERNEED.0;
 
     /// A minimal ELF64 executable: header, a string table, a version-needs section
     /// naming `versions` of libc.so.6, and the section-name table.
@@ -248,5 +233,59 @@ pub mod tests {
         let info = inspect(&fixture(40, &[])).unwrap(); // 32-bit ARM
         assert_eq!(info.arch, None);
         assert!(lambda_problems(&info, Arch::Arm64)[0].contains("machine 40"));
+    }
+
+    #[test]
+    fn odd_elf_files_are_refused_with_the_reason() {
+        let bin = fixture(EM_X86_64, &["GLIBC_2.17"]);
+        let mut wrong_class = bin.clone();
+        wrong_class[4] = 1;
+        assert_eq!(
+            inspect(&wrong_class).unwrap_err(),
+            "not a 64-bit little-endian ELF file"
+        );
+        let mut big_endian = bin.clone();
+        big_endian[5] = 2;
+        assert_eq!(
+            inspect(&big_endian).unwrap_err(),
+            "not a 64-bit little-endian ELF file"
+        );
+        let mut relocatable = bin.clone();
+        relocatable[16..18].copy_from_slice(&elf::ET_REL.0.to_le_bytes());
+        assert_eq!(
+            inspect(&relocatable).unwrap_err(),
+            "an ELF file, but not an executable"
+        );
+        assert_eq!(inspect(&bin[..40]).unwrap_err(), "truncated ELF header");
+        assert_eq!(inspect(&bin[..6]).unwrap_err(), "truncated ELF header");
+        assert!(inspect(b"").unwrap_err().contains("not an ELF"));
+    }
+
+    #[test]
+    fn a_damaged_version_section_is_an_error_not_a_static_binary() {
+        let mut bin = fixture(EM_X86_64, &["GLIBC_2.39"]);
+        // Point the one vna_name far past the end of the string table.
+        let vna_name = 64 + b"\0libc.so.6\0GLIBC_2.39\0".len() + 16 + 8;
+        bin[vna_name..vna_name + 4].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
+        let err = inspect(&bin).unwrap_err();
+        assert!(err.contains("damaged ELF file"), "{err}");
+    }
+
+    #[test]
+    fn only_glibc_versions_count() {
+        let bin = fixture(EM_X86_64, &["GLIBCXX_3.4.30", "GLIBC_2.28", "GCC_7.0.0"]);
+        assert_eq!(inspect(&bin).unwrap().glibc, Some((2, 28)));
+    }
+
+    /// A real binary from the toolchain: this test executable itself.
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu", target_arch = "x86_64"))]
+    fn reads_a_real_host_binary() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let info = inspect(&exe).unwrap();
+        assert_eq!(info.arch, Some(Arch::X86_64));
+        assert_eq!(info.machine, 62);
+        let glibc = info.glibc.expect("a glibc-linked binary needs GLIBC_x.y");
+        assert!(glibc >= (2, 2), "{glibc:?}");
     }
 }

@@ -13,6 +13,51 @@ use zip::{CompressionMethod, DateTime, ZipWriter};
 
 use crate::errors::{Error, Result};
 
+/// Lambda's quotas on a deployment package (AWS, "Lambda quotas":
+/// <https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>):
+/// 50 MB zipped for a direct upload (`ZipFile` in CreateFunction / UpdateFunctionCode),
+/// 250 MB unzipped. AWS means MiB here: 52,428,800 and 262,144,000 bytes.
+pub const MAX_ZIPPED: u64 = 50 * 1024 * 1024;
+pub const MAX_UNZIPPED: u64 = 250 * 1024 * 1024;
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+const SHRINK: &str = "make it smaller: build with `--release` and `strip = true` in \
+                      [profile.release] (or run `strip` on it), and leave out what \
+                      the handler does not need";
+
+/// Lambda refuses a package that unzips to more than 250 MB, however it is uploaded.
+pub fn check_unzipped(binary: &Path, size: u64) -> Result<()> {
+    if size <= MAX_UNZIPPED {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "handler binary {}: {} ({size} bytes), over Lambda's limit of {} ({MAX_UNZIPPED} \
+         bytes) for a function's unzipped code; {SHRINK}",
+        binary.display(),
+        mb(size),
+        mb(MAX_UNZIPPED),
+    )))
+}
+
+/// Lambda takes a zip of at most 50 MB in the request itself; a bigger one must come
+/// from S3, which provision does not do yet.
+pub fn check_zipped(binary: &Path, size: u64) -> Result<()> {
+    if size <= MAX_ZIPPED {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "handler binary {}: its zip is {} ({size} bytes), over Lambda's limit of {} \
+         ({MAX_ZIPPED} bytes) for a direct upload, and upload through S3 is not \
+         supported yet; {SHRINK}",
+        binary.display(),
+        mb(size),
+        mb(MAX_ZIPPED),
+    )))
+}
+
 pub struct Package {
     /// What the binary is (machine, glibc need), or why it is not an executable.
     pub binary: Result<crate::elf::BinaryInfo, String>,
@@ -21,9 +66,10 @@ pub struct Package {
     pub code_sha256: String,
 }
 
-/// Reads the handler binary and packs it.
+/// Reads the handler binary and packs it. Checks Lambda's size limits on the way, for
+/// AWS and the local emulator alike, so `up` stops before its first AWS call.
 pub fn build(binary: &Path, given: bool, arch: crate::config::Arch) -> Result<Package> {
-    let bytes = std::fs::read(binary).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         let how = "build it first: `cargo build --release -p handler` for the local emulator, \
                    `scripts/build-lambda` (cargo lambda) for AWS; or pass --handler PATH";
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -41,20 +87,34 @@ pub fn build(binary: &Path, given: bool, arch: crate::config::Arch) -> Result<Pa
         } else {
             Error::usage(format!("handler binary {}: {e}", binary.display()))
         }
-    })?;
+    };
+    let file = std::fs::File::open(binary).map_err(unreadable)?;
+    // The size on disk first, so a huge file is refused without being read.
+    check_unzipped(binary, file.metadata().map_err(unreadable)?.len())?;
+    let bytes = read_at_most(file, MAX_UNZIPPED + 1).map_err(unreadable)?;
     if bytes.is_empty() {
         return Err(Error::usage(format!(
             "handler binary {}: the file is empty",
             binary.display()
         )));
     }
+    // Again on what was read: a size on disk can be 0 for a pipe or a special file.
+    check_unzipped(binary, bytes.len() as u64)?;
     let zip = zip_bootstrap(&bytes);
+    check_zipped(binary, zip.len() as u64)?;
     let code_sha256 = aws_smithy_types::base64::encode(Sha256::digest(&zip));
     Ok(Package {
         binary: crate::elf::inspect(&bytes),
         zip,
         code_sha256,
     })
+}
+
+fn read_at_most(file: std::fs::File, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Packs `binary` as `bootstrap` (0755) with a fixed timestamp.
@@ -113,6 +173,58 @@ mod tests {
             aws_smithy_types::base64::encode(Sha256::digest(&p.zip))
         );
         assert_eq!(p.code_sha256.len(), 44);
+    }
+
+    #[test]
+    fn lambda_size_limits_are_usage_errors_that_say_what_to_do() {
+        let path = Path::new("target/release/handler");
+        assert_eq!(MAX_ZIPPED, 52_428_800);
+        assert_eq!(MAX_UNZIPPED, 262_144_000);
+        assert!(check_zipped(path, MAX_ZIPPED).is_ok());
+        assert!(check_unzipped(path, MAX_UNZIPPED).is_ok());
+
+        let err = check_zipped(path, MAX_ZIPPED + 1).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        for part in [
+            "target/release/handler",
+            "52428801 bytes",
+            "50.0 MB",
+            "upload through S3 is not supported yet",
+            "--release",
+            "strip = true",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+        }
+
+        let err = check_unzipped(path, 300 * 1024 * 1024).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let msg = err.to_string();
+        for part in [
+            "300.0 MB",
+            "314572800 bytes",
+            "250.0 MB",
+            "unzipped",
+            "strip = true",
+        ] {
+            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+        }
+    }
+
+    #[test]
+    fn build_refuses_a_binary_over_250_mb_without_reading_it() {
+        // A sparse file: 250 MB + 1 byte on paper, nothing written to disk.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bootstrap");
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(MAX_UNZIPPED + 1).unwrap();
+        let started = std::time::Instant::now();
+        let err = build(&path, true, crate::config::Arch::X86_64)
+            .err()
+            .unwrap();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("262144001 bytes"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
