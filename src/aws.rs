@@ -127,13 +127,14 @@ pub fn is_quota_error(error_type_header: &str, body: &str) -> bool {
     limit && !body.to_ascii_lowercase().contains("rate")
 }
 
-/// The clients of the five services the stack uses.
+/// The clients of the six services the stack uses.
 #[derive(Clone, Debug)]
 pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
     pub sts: aws_sdk_sts::Client,
     /// The same services without the SDK's own retries: for creates, which must not be
     /// re-sent blindly when an answer is lost (see `resources::create_once`).
@@ -148,6 +149,7 @@ pub struct Once {
     pub lambda: aws_sdk_lambda::Client,
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 /// Resolves the region: the one given, else the SDK's chain (env, profile), else
@@ -223,6 +225,7 @@ impl Aws {
             lambda: client!(aws_sdk_lambda, "lambda"),
             cognito: client!(aws_sdk_cognitoidentityprovider, "cognito-idp"),
             apigw: client!(aws_sdk_apigateway, "apigateway"),
+            secrets: client!(aws_sdk_secretsmanager, "secretsmanager"),
             sts: client!(aws_sdk_sts, "sts"),
             once: Once {
                 iam: client!(aws_sdk_iam, "iam", Some(RetryConfig::disabled())),
@@ -235,6 +238,11 @@ impl Aws {
                 apigw: client!(
                     aws_sdk_apigateway,
                     "apigateway",
+                    Some(RetryConfig::disabled())
+                ),
+                secrets: client!(
+                    aws_sdk_secretsmanager,
+                    "secretsmanager",
                     Some(RetryConfig::disabled())
                 ),
             },

@@ -10,9 +10,10 @@ const LONG_ABOUT: &str = "\
 Stand up, check and tear down a machine-to-machine OAuth2 API on AWS.
 
 One stack is: an IAM role and a Rust Lambda function; a Cognito user pool with a hosted
-token endpoint, a resource server and a client_credentials app client; an API Gateway
-REST API (ANY / and ANY /{proxy+}) guarded by a Cognito authorizer that requires the
-scope, deployed to stage `prod`. provision calls AWS directly (no CloudFormation) and
+token endpoint, a resource server and one client_credentials app client per calling
+service (optionally published to Secrets Manager); an API Gateway REST API (ANY / and
+ANY /{proxy+}, or the methods of [methods]) guarded by a Cognito authorizer that requires
+the scopes, deployed to stage `prod`. provision calls AWS directly (no CloudFormation) and
 records what it made in <state-dir>/<stack>.json.
 
 Settings come from, highest first: flags, environment, the config file
@@ -104,9 +105,22 @@ pub enum Command {
     /// Print the outputs of the last successful `up` (from the state file; no AWS call)
     Outputs,
     /// Get an access token from the stack's token endpoint (client_credentials grant) and print it
-    Token,
+    Token(ClientArg),
     /// Call the API with a fresh token; print the HTTP status and body; exit 0 only on 2xx
     Invoke(InvokeArgs),
+    /// Print a client's id, secret, token URL and scope, for its calling service. The one
+    /// command that prints a secret; it writes nothing anywhere
+    Credentials(ClientArg),
+    /// Print the stack's resource graph (kinds, ids, parent → child edges) as Graphviz DOT,
+    /// or JSON with -o json; from the configuration and the state file, no AWS call
+    Graph(StackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArg {
+    /// The app client, by its configured name [default: the first]
+    #[arg(long, value_name = "NAME")]
+    pub client: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -151,6 +165,12 @@ pub struct StackArgs {
     /// Access-token validity in minutes, 5 to 1440 [default: 60]
     #[arg(long, value_name = "MINUTES")]
     pub token_validity: Option<i32>,
+
+    /// An app client for one calling service: NAME (all scopes) or NAME=RS/SCOPE,RS/SCOPE;
+    /// repeat for more. Replaces the config file's [[client]] list [default: one named
+    /// `client`]. Cognito names it <stack>-<NAME>
+    #[arg(long = "client", value_name = "NAME[=SCOPES]")]
+    pub clients: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -170,4 +190,8 @@ pub struct InvokeArgs {
     /// Request body to send
     #[arg(long, short = 'd', value_name = "BODY")]
     pub data: Option<String>,
+
+    /// Get the token as this app client, by its configured name [default: the first]
+    #[arg(long, value_name = "NAME")]
+    pub client: Option<String>,
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::cli::{Cli, StackArgs};
+use crate::consumers::{self, ClientSpec, MethodSpec};
 use crate::errors::{Error, Result};
 
 pub const DEFAULT_STACK: &str = "m2m-api";
@@ -45,6 +46,11 @@ pub struct FileConfig {
     pub handler: HandlerFileConfig,
     #[serde(default)]
     pub token: TokenFileConfig,
+    /// `[[client]]`: one app client per calling service.
+    #[serde(default, rename = "client")]
+    pub clients: Vec<crate::consumers::ClientFileConfig>,
+    /// `[methods]`: HTTP method → the scopes it needs.
+    pub methods: Option<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,9 +202,16 @@ pub struct Desired {
     pub timeout_s: i32,
     pub architecture: Arch,
     pub token_validity_min: i32,
+    /// The app clients, in the configuration's order (the first is the default one).
+    pub clients: Vec<ClientSpec>,
+    /// The HTTP methods on `/` and `/{proxy+}`, sorted by verb.
+    pub methods: Vec<MethodSpec>,
 }
 
 impl Desired {
+    pub fn client(&self, name: &str) -> Option<&ClientSpec> {
+        self.clients.iter().find(|c| c.name == name)
+    }
     pub fn resource_server(&self) -> &str {
         &self.scopes[0].server
     }
@@ -318,7 +331,11 @@ pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {
         .or(file.token.access_token_validity_minutes)
         .unwrap_or(DEFAULT_TOKEN_VALIDITY_MIN);
     in_range("token validity (minutes)", token_validity_min, 5, 1440)?;
+    let clients = consumers::resolve_clients(&args.clients, &file.clients, &scopes)?;
+    let methods = consumers::resolve_methods(file.methods.as_ref(), &scopes)?;
     Ok(Desired {
+        clients,
+        methods,
         domain_prefix,
         scopes,
         handler,

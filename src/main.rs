@@ -7,8 +7,10 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod consumers;
 mod elf;
 mod errors;
+mod graph;
 mod package;
 mod plan;
 mod policy_doc;
@@ -89,7 +91,15 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Down => runtime.block_on(Box::pin(commands::down(&target, format))),
         Command::Outputs => commands::outputs(&target, format),
-        Command::Token => runtime.block_on(commands::token(&target, format)),
+        Command::Token(args) => {
+            runtime.block_on(commands::token(&target, args.client.as_deref(), format))
+        }
         Command::Invoke(args) => runtime.block_on(commands::invoke(&target, args, format)),
+        Command::Credentials(args) => runtime.block_on(commands::credentials(
+            &target,
+            args.client.as_deref(),
+            format,
+        )),
+        Command::Graph(args) => commands::graph(&target, &desired_of(args)?, format),
     }
 }

@@ -220,6 +220,22 @@ settings!(PermissionSettings {
 });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSettings {
+    /// What the secret holds (besides the client secret itself).
+    pub client_id: String,
+    pub scope: String,
+    pub token_url: String,
+    /// Its resource policy, normalized: exactly the readers may read it.
+    pub readers: serde_json::Value,
+}
+settings!(SecretSettings {
+    client_id,
+    scope,
+    token_url,
+    readers
+});
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageSettings {
     /// Hash of the API definition the stage's deployment was made from.
     pub definition: String,

@@ -146,6 +146,8 @@ impl Action {
 pub struct Done {
     pub kind: &'static str,
     pub id: String,
+    /// The configured name, for kinds with several of a stack (app clients, secrets).
+    pub name: Option<String>,
     pub action: Action,
     /// The fields that differed (updates, drift).
     pub changes: Vec<String>,
@@ -159,6 +161,9 @@ pub fn resource_line(done: &Done, dry_run: bool) {
         done.action.as_str()
     };
     let mut line = format!("  {action:<13} {:<18} {}", done.kind, done.id);
+    if let Some(name) = &done.name {
+        line.push_str(&format!(" ({name})"));
+    }
     if !done.changes.is_empty() {
         line.push_str(&format!("  [{}]", done.changes.join(", ")));
     }
@@ -187,6 +192,9 @@ impl RunReport<'_> {
             "region": self.region,
             "resources": self.resources.iter().map(|d| {
                 let mut r = json!({"kind": d.kind, "id": d.id, "action": d.action.as_str()});
+                if let Some(name) = &d.name {
+                    r["name"] = json!(name);
+                }
                 if !d.changes.is_empty() {
                     r["changes"] = json!(d.changes);
                 }
@@ -244,9 +252,17 @@ pub fn outputs_human(o: &Outputs) -> String {
         ("region", &o.region),
         ("stack", &o.stack),
     ];
-    rows.iter()
+    let mut out: String = rows
+        .iter()
         .map(|(k, v)| format!("  {k:<13} {v}\n"))
-        .collect()
+        .collect();
+    if o.clients.len() > 1 {
+        out.push_str("  clients\n");
+        for (name, id) in &o.clients {
+            out.push_str(&format!("    {name:<11} {id}\n"));
+        }
+    }
+    out
 }
 
 /// Prints the command's result on stdout.
@@ -302,6 +318,7 @@ mod tests {
         let done = [Done {
             kind: "iam_role",
             id: "s-handler".into(),
+            name: None,
             action: Action::Created,
             changes: vec![],
             elapsed: Duration::from_millis(5),

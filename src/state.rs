@@ -23,7 +23,11 @@ pub const SCHEMA: u32 = 1;
 pub struct Outputs {
     pub api_url: String,
     pub token_url: String,
+    /// The first client's id.
     pub client_id: String,
+    /// Every client: its configured name → its id (empty in files written before).
+    #[serde(default)]
+    pub clients: std::collections::BTreeMap<String, String>,
     pub scope: String,
     pub user_pool_id: String,
     pub region: String,
@@ -220,6 +224,23 @@ impl Recorder {
             .expect("state lock")
             .get(key)
             .map(str::to_string)
+    }
+
+    /// The recorded keys that start with `prefix`.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.inner
+            .lock()
+            .expect("state lock")
+            .resources
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Nothing recorded: no state file (or one from a run that made nothing).
+    pub fn is_empty(&self) -> bool {
+        self.inner.lock().expect("state lock").resources.is_empty()
     }
 
     /// Applies `change` and saves the file when it changed anything.

@@ -57,6 +57,48 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
     many_scopes_args.extend(many_scopes.iter().map(String::as_str));
     let cases = vec![
         case(
+            "the same client twice",
+            &["up", "--client", "billing", "--client", "billing"],
+            2,
+            &["client `billing`", "listed twice"],
+        ),
+        case(
+            "a client scope the stack does not define",
+            &["up", "--client", "billing=users/delete"],
+            2,
+            &["users/delete", "not one of the stack's"],
+        ),
+        case(
+            "a client name with capitals",
+            &["up", "--client", "Billing"],
+            2,
+            &["client name `Billing`"],
+        ),
+        Case {
+            files: vec![(
+                "provision.toml",
+                "[[client]]\nname = \"admin\"\nsecret = true\nreaders = [\"arn:aws:iam::12:role/admin\"]\n",
+            )],
+            ..case(
+                "a malformed reader ARN",
+                &["up"],
+                2,
+                &["reader `arn:aws:iam::12:role/admin`", "not an IAM role"],
+            )
+        },
+        Case {
+            files: vec![(
+                "provision.toml",
+                "[methods]\nFETCH = [\"users/read\"]\n",
+            )],
+            ..case(
+                "a method API Gateway does not take",
+                &["up"],
+                2,
+                &["methods", "FETCH"],
+            )
+        },
+        case(
             "scope string over Cognito's 256 characters",
             &["up", "--scope", &long_scope],
             2,

@@ -31,14 +31,13 @@ const CREATES: &[&str] = &[
     "AddPermission",
 ];
 
-/// Every delete of `down`.
+/// Every delete of `down` (the function's permission goes with the function).
 const DELETES: &[&str] = &[
     "DeleteRestApi",
     "DeleteUserPool",
     "DeleteUserPoolDomain",
     "DeleteFunction",
     "DeleteRole",
-    "RemovePermission",
     "DetachRolePolicy",
 ];
 

@@ -184,6 +184,27 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
     );
     calls.borrow_mut().extend(after.calls.iter().cloned());
 
+    // A client whose credentials are published to Secrets Manager: created, its
+    // readers and scopes changed, read by `credentials`, then dropped from the config.
+    let config = h.dir.path().join("provision.toml");
+    let with_secret = |scopes: &str, reader: &str| {
+        format!(
+            "scopes = [\"users/read\", \"users/write\"]\n[methods]\nGET = [\"users/read\"]\nANY = [\"users/write\"]\n[[client]]\nname = \"admin\"\nscopes = [{scopes}]\nsecret = true\nreaders = [\"arn:aws:iam::000000000000:role/{reader}\"]\n"
+        )
+    };
+    std::fs::write(&config, with_secret("\"users/read\"", "one")).unwrap();
+    ok(&["up"]);
+    std::fs::write(
+        &config,
+        with_secret("\"users/read\", \"users/write\"", "two"),
+    )
+    .unwrap();
+    ok(&["up"]);
+    ok(&["status"]);
+    ok(&["credentials", "--client", "admin"]);
+    std::fs::remove_file(&config).unwrap();
+    ok(&["up", "--scope", "users/read", "--scope", "users/write"]);
+
     // No state file: adoption, then down by discovery.
     std::fs::remove_file(h.state_file()).unwrap();
     ok(&["up", "--scope", "users/read", "--scope", "users/write"]);

@@ -1,7 +1,11 @@
-//! The app client: a generated secret, the `client_credentials` flow only, the stack's scopes.
+//! The app clients, one per calling service: a generated secret, the
+//! `client_credentials` flow only, the client's scopes. Cognito names them
+//! `<stack>-<name>`; a client of the stack's pool in that name space that the
+//! configuration no longer lists is deleted (`sweep`), and no other is ever touched.
 //!
 //! Cognito returns the client secret in DescribeUserPoolClient; it is dropped at once
-//! here and never stored, logged or printed. Only `token` reads it, to ask for a token.
+//! here and never stored, logged or printed. Only `token`, `credentials` and a
+//! published secret read it.
 
 use std::time::Instant;
 
@@ -11,6 +15,7 @@ use aws_sdk_cognitoidentityprovider::types::{
 
 use super::{create_once, shown, Create, Ctx, Handle, Made, NEW};
 use crate::aws::SdkResultExt;
+use crate::consumers::{ClientSpec, DEFAULT_CLIENT};
 use crate::errors::{Error, Result};
 use crate::plan::{decide, ClientSettings, Decision};
 
@@ -73,9 +78,8 @@ async fn describe(ctx: &Ctx<'_>, pool_id: &str, client_id: &str) -> Result<Optio
 }
 
 /// The client's id by name, among the pool's clients.
-async fn find_by_name(ctx: &Ctx<'_>, pool_id: &str) -> Result<Option<String>> {
-    let name = ctx.client_name();
-    let mut ids = ids_by_name(ctx, pool_id).await?;
+async fn find_by_name(ctx: &Ctx<'_>, pool_id: &str, name: &str) -> Result<Option<String>> {
+    let mut ids = ids_by_name(ctx, pool_id, name).await?;
     if ids.len() > 1 {
         return Err(Error::usage(format!(
             "found {} app clients named {name} in pool {pool_id} ({}); delete the extra ones, then run again",
@@ -86,11 +90,20 @@ async fn find_by_name(ctx: &Ctx<'_>, pool_id: &str) -> Result<Option<String>> {
     Ok(ids.pop())
 }
 
-/// The ids of the pool's clients named for this stack (Cognito accepts duplicates).
-async fn ids_by_name(ctx: &Ctx<'_>, pool_id: &str) -> Result<Vec<String>> {
-    let name = ctx.client_name();
+/// The ids of the pool's clients named `name` (Cognito accepts duplicates).
+async fn ids_by_name(ctx: &Ctx<'_>, pool_id: &str, name: &str) -> Result<Vec<String>> {
+    Ok(list(ctx, pool_id)
+        .await?
+        .into_iter()
+        .filter(|(_, n)| n == name)
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Every client of the pool: (id, name).
+async fn list(ctx: &Ctx<'_>, pool_id: &str) -> Result<Vec<(String, String)>> {
     let mut token: Option<String> = None;
-    let mut ids = Vec::new();
+    let mut clients = Vec::new();
     loop {
         let out = ctx
             .aws
@@ -104,16 +117,16 @@ async fn ids_by_name(ctx: &Ctx<'_>, pool_id: &str) -> Result<Vec<String>> {
             .sdk()
             .map_err(|e| {
                 e.fail(
-                    format!("looking for app client {name}"),
+                    format!("listing the app clients of pool {pool_id}"),
                     "ListUserPoolClients",
                 )
             })?;
-        ids.extend(
-            out.user_pool_clients()
-                .iter()
-                .filter(|c| c.client_name() == Some(name.as_str()))
-                .filter_map(|c| c.client_id().map(str::to_string)),
-        );
+        clients.extend(out.user_pool_clients().iter().filter_map(|c| {
+            Some((
+                c.client_id()?.to_string(),
+                c.client_name().unwrap_or_default().to_string(),
+            ))
+        }));
         token = out
             .next_token()
             .filter(|t| !t.is_empty())
@@ -122,40 +135,74 @@ async fn ids_by_name(ctx: &Ctx<'_>, pool_id: &str) -> Result<Vec<String>> {
             break;
         }
     }
-    Ok(ids)
+    Ok(clients)
+}
+
+/// Where the state file keeps a client's id: the default client where it always was.
+pub fn state_key(name: &str) -> String {
+    if name == DEFAULT_CLIENT {
+        KIND.to_string()
+    } else {
+        format!("{KIND} {name}")
+    }
 }
 
 /// The client of a pool: by the recorded id, else by name. (id, settings).
-pub async fn find(ctx: &Ctx<'_>, pool_id: &str) -> Result<Option<(String, ClientSettings)>> {
-    if let Some(id) = ctx.rec.get(KIND) {
+pub async fn find(
+    ctx: &Ctx<'_>,
+    pool_id: &str,
+    spec: &ClientSpec,
+) -> Result<Option<(String, ClientSettings)>> {
+    if let Some(id) = ctx.rec.get(&state_key(&spec.name)) {
         if let Some(s) = describe(ctx, pool_id, &id).await? {
             return Ok(Some((id, s)));
         }
     }
-    match find_by_name(ctx, pool_id).await? {
+    match find_by_name(ctx, pool_id, &ctx.client_name(&spec.name)).await? {
         Some(id) => Ok(describe(ctx, pool_id, &id).await?.map(|s| (id, s))),
         None => Ok(None),
     }
 }
 
-fn desired(ctx: &Ctx<'_>) -> ClientSettings {
+fn desired(ctx: &Ctx<'_>, spec: &ClientSpec) -> ClientSettings {
     ClientSettings {
         has_secret: true,
         flows: vec![OAuthFlowType::ClientCredentials.as_str().to_string()],
-        scopes: ctx.desired.scope_strings(),
+        scopes: spec.scope_strings(),
         oauth_enabled: true,
         access_token_validity_min: ctx.desired.token_validity_min,
     }
 }
 
-pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<Handle> {
+/// A client as `ensure` left it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub handle: Handle,
+    /// The secret of a client created in this run, as CreateUserPoolClient returned
+    /// it (so a published secret needs no second read). Never stored or printed.
+    pub new_secret: Option<Secret>,
+}
+
+/// A client secret in memory: never shown by `{:?}`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle, spec: &ClientSpec) -> Result<Client> {
     let started = Instant::now();
-    let recorded_id = ctx.rec.get(KIND);
-    let want = desired(ctx);
+    let key = state_key(&spec.name);
+    let name = ctx.client_name(&spec.name);
+    let recorded_id = ctx.rec.get(&key);
+    let want = desired(ctx, spec);
     let found = if pool.fresh {
         None
     } else {
-        find(ctx, &pool.id).await?
+        find(ctx, &pool.id, spec).await?
     };
     let recorded = recorded_id.is_some() && found.as_ref().map(|f| &f.0) == recorded_id.as_ref();
     let decision = decide(&want, found.as_ref().map(|f| &f.1));
@@ -166,8 +213,8 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<Handle> {
         .as_ref()
         .map(|f| f.0.clone())
         .unwrap_or_else(|| NEW.to_string());
+    let mut new_secret = None;
     if ctx.apply {
-        let name = ctx.client_name();
         // A client without a secret cannot get one: replace it.
         let replace = matches!(&decision, Decision::Update(f) if f.contains(&"has_secret"));
         if decision == Decision::Create || replace {
@@ -197,7 +244,7 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<Handle> {
                 },
                 // A client of this name that is not the one being replaced.
                 || async {
-                    Ok(ids_by_name(ctx, &pool.id)
+                    Ok(ids_by_name(ctx, &pool.id, &name)
                         .await?
                         .into_iter()
                         .find(|i| *i != known))
@@ -205,15 +252,20 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<Handle> {
             )
             .await?;
             let new_id = match made {
-                Made::New(out) => out
-                    .user_pool_client()
-                    .and_then(|c| c.client_id())
-                    .unwrap_or_default()
-                    .to_string(),
+                Made::New(out) => {
+                    let client = out.user_pool_client();
+                    new_secret = client
+                        .and_then(|c| c.client_secret())
+                        .map(|s| Secret(s.to_string()));
+                    client
+                        .and_then(|c| c.client_id())
+                        .unwrap_or_default()
+                        .to_string()
+                }
                 Made::Found(id) => id,
             };
             let old = std::mem::replace(&mut id, new_id);
-            ctx.rec.set(KIND, &id)?;
+            ctx.rec.set(&key, &id)?;
             if replace {
                 delete(ctx, &pool.id, &old).await?;
             }
@@ -235,16 +287,44 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<Handle> {
                 .sdk()
                 .map_err(|e| e.fail(format!("updating app client {id}"), "UpdateUserPoolClient"))?;
         }
-        ctx.rec.set(KIND, &id)?;
+        ctx.rec.set(&key, &id)?;
     }
-    ctx.finish(
+    ctx.finish_named(
         KIND,
-        &shown(&id, &ctx.client_name()),
+        &shown(&id, &name),
+        Some(&spec.name),
         &decision,
         recorded,
         started,
     );
-    Ok(Handle::new(id.clone(), id, found.is_none()))
+    Ok(Client {
+        handle: Handle::new(id.clone(), id, found.is_none()),
+        new_secret,
+    })
+}
+
+/// Deletes the clients of the pool in the stack's name space (`<stack>-*`) that the
+/// configuration does not list. A fresh pool has none: no read.
+pub async fn sweep(ctx: &Ctx<'_>, pool: &Handle) -> Result<()> {
+    if pool.fresh {
+        return Ok(());
+    }
+    let prefix = format!("{}-", ctx.stack);
+    for (id, cognito_name) in list(ctx, &pool.id).await? {
+        let Some(name) = cognito_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        if ctx.desired.client(name).is_some() {
+            continue;
+        }
+        let started = Instant::now();
+        if ctx.apply {
+            delete(ctx, &pool.id, &id).await?;
+            ctx.rec.remove(&state_key(name))?;
+        }
+        ctx.finish_extra(KIND, &id, Some(name), started);
+    }
+    Ok(())
 }
 
 pub async fn delete(ctx: &Ctx<'_>, pool_id: &str, client_id: &str) -> Result<bool> {
@@ -267,8 +347,19 @@ pub async fn delete(ctx: &Ctx<'_>, pool_id: &str, client_id: &str) -> Result<boo
     }
 }
 
-/// The client secret, for `token` only. Never stored or printed.
-pub async fn secret(aws: &crate::aws::Aws, pool_id: &str, client_id: &str) -> Result<String> {
+/// What a calling service needs besides the token URL: the client's secret and the
+/// scopes it may ask for. For `token`, `credentials` and published secrets only; never
+/// stored or printed (but by `credentials`, on request).
+pub struct Credentials {
+    pub secret: Secret,
+    pub scopes: Vec<String>,
+}
+
+pub async fn credentials(
+    aws: &crate::aws::Aws,
+    pool_id: &str,
+    client_id: &str,
+) -> Result<Credentials> {
     let out = aws
         .cognito
         .describe_user_pool_client()
@@ -291,12 +382,18 @@ pub async fn secret(aws: &crate::aws::Aws, pool_id: &str, client_id: &str) -> Re
             }
             err
         })?;
-    out.user_pool_client()
+    let client = out.user_pool_client();
+    let secret = client
         .and_then(|c| c.client_secret())
-        .map(str::to_string)
+        .map(|s| Secret(s.to_string()))
         .ok_or_else(|| {
             Error::Http(format!(
                 "app client {client_id} has no secret: run `provision up` to repair it"
             ))
-        })
+        })?;
+    let mut scopes = client
+        .map(|c| c.allowed_o_auth_scopes().to_vec())
+        .unwrap_or_default();
+    scopes.sort();
+    Ok(Credentials { secret, scopes })
 }

@@ -68,6 +68,17 @@ pub(super) async fn fixture(rules: Vec<(&'static str, Rule)>) -> Fixture {
             timeout_s: 10,
             architecture: Arch::X86_64,
             token_validity_min: 60,
+            clients: crate::consumers::resolve_clients(
+                &[],
+                &[],
+                &[Scope::parse("users/read").unwrap()],
+            )
+            .unwrap(),
+            methods: crate::consumers::resolve_methods(
+                None,
+                &[Scope::parse("users/read").unwrap()],
+            )
+            .unwrap(),
         },
         rec: Recorder::new(
             dir.path().join("s.json"),
@@ -100,6 +111,8 @@ impl Fixture {
             concurrent: true,
             done: Default::default(),
             function: Default::default(),
+            api_surface: Default::default(),
+            token_url: "https://s-prefix.auth.us-east-1.amazoncognito.com/oauth2/token".into(),
         }
     }
 }

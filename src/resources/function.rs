@@ -104,7 +104,7 @@ fn architecture(ctx: &Ctx<'_>) -> Architecture {
 }
 
 /// The function as `ensure` left it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Function {
     pub handle: Handle,
     /// Created or updated just now: call `wait_ready` before relying on it.

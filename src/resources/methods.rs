@@ -1,30 +1,37 @@
-//! `ANY /` and `ANY /{proxy+}`: guarded by the authorizer with the stack's scopes,
+//! The API's methods: for each configured HTTP method (by default `ANY`), one on `/` and
+//! one on `/{proxy+}`, each guarded by the authorizer with that method's scopes and
 //! integrated with the function (AWS_PROXY). Any other method on the API is not
-//! provision's to grant: API Gateway prefers an explicit method over `ANY`, so a `GET /`
-//! without the authorizer would open the API. Such a method is `extra`, and `up`
-//! deletes it.
+//! provision's to grant: API Gateway prefers an explicit method over `ANY`, so a
+//! `GET /` without the authorizer would open the API. Such a method is `extra`, and
+//! `sweep` deletes it.
 
 use std::time::Instant;
 
 use aws_sdk_apigateway::types::{Integration, IntegrationType, Method};
 
+use super::rest_api::Api;
 use super::{create_once, Create, Ctx, Handle, Made, NEW};
 use crate::aws::SdkResultExt;
+use crate::consumers::MethodSpec;
 use crate::errors::Result;
 use crate::plan::{decide, Decision, MethodSettings};
 
 pub const KIND: &str = "method";
-pub const HTTP_METHOD: &str = "ANY";
 pub const ROOT: &str = "/";
 pub const PROXY: &str = "/{proxy+}";
 const PROXY_PART: &str = "{proxy+}";
 const AUTH_TYPE: &str = "COGNITO_USER_POOLS";
 
-pub fn desired(ctx: &Ctx<'_>, authorizer_id: &str, function_arn: &str) -> MethodSettings {
+pub fn desired(
+    ctx: &Ctx<'_>,
+    spec: &MethodSpec,
+    authorizer_id: &str,
+    function_arn: &str,
+) -> MethodSettings {
     MethodSettings {
         authorization_type: AUTH_TYPE.into(),
         authorizer_id: authorizer_id.into(),
-        scopes: ctx.desired.scope_strings(),
+        scopes: spec.scopes.iter().map(|s| s.to_string()).collect(),
         integration_type: IntegrationType::AwsProxy.as_str().into(),
         integration_method: "POST".into(),
         integration_uri: format!(
@@ -54,17 +61,33 @@ fn observed(method: &Method, integration: Option<&Integration>) -> MethodSetting
     }
 }
 
-/// What exists under one path: the resource's id and its ANY method.
-#[derive(Default)]
-struct PathState {
-    resource_id: Option<String>,
-    method: Option<MethodSettings>,
+/// A method that exists on the API.
+#[derive(Debug, Clone)]
+pub struct Existing {
+    pub resource_id: String,
+    pub path: String,
+    pub verb: String,
+    pub settings: MethodSettings,
 }
 
-/// A method on the API that is not ours: (resource id, path, HTTP method).
-type Extra = (String, String, String);
+/// What the API has: the ids of `/` and `/{proxy+}`, and every method on any path.
+#[derive(Debug, Clone, Default)]
+pub struct Surface {
+    pub root_id: Option<String>,
+    pub proxy_id: Option<String>,
+    pub methods: Vec<Existing>,
+}
 
-async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<(PathState, PathState, Vec<Extra>)> {
+impl Surface {
+    fn method(&self, verb: &str, path: &str) -> Option<&Existing> {
+        self.methods
+            .iter()
+            .find(|m| m.verb == verb && m.path == path)
+    }
+}
+
+/// GetResources with the methods embedded (one request per 500 resources).
+async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Surface> {
     let out = ctx
         .aws
         .apigw
@@ -81,148 +104,111 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<(PathState, PathState, Vec<
                 "GetResources",
             )
         })?;
-    let mut root = PathState::default();
-    let mut proxy = PathState::default();
-    let mut extras = Vec::new();
+    let mut surface = Surface::default();
     for r in out.items() {
         let id = r.id().unwrap_or_default().to_string();
-        let path = r.path().unwrap_or_default();
-        for verb in r.resource_methods().into_iter().flat_map(|m| m.keys()) {
-            if verb != HTTP_METHOD || !matches!(path, ROOT | PROXY) {
-                extras.push((id.clone(), path.to_string(), verb.clone()));
-            }
+        let path = r.path().unwrap_or_default().to_string();
+        match path.as_str() {
+            ROOT => surface.root_id = Some(id.clone()),
+            PROXY => surface.proxy_id = Some(id.clone()),
+            _ => {}
         }
-        let slot = match path {
-            ROOT => &mut root,
-            PROXY => &mut proxy,
-            _ => continue,
-        };
-        if let Some(m) = r.resource_methods().and_then(|m| m.get(HTTP_METHOD)) {
+        let mut verbs: Vec<(&String, &Method)> = r
+            .resource_methods()
+            .map(|m| m.iter().collect())
+            .unwrap_or_default();
+        verbs.sort_by_key(|(v, _)| v.as_str());
+        for (verb, m) in verbs {
             // GetResources may leave out the integration; ask for it then.
             let integration = if m.method_integration().is_none() {
-                match ctx
-                    .aws
-                    .apigw
-                    .get_integration()
-                    .rest_api_id(api_id)
-                    .resource_id(&id)
-                    .http_method(HTTP_METHOD)
-                    .send()
-                    .await
-                    .sdk()
-                {
-                    Ok(i) => Some(
-                        Integration::builder()
-                            .set_type(i.r#type().cloned())
-                            .set_http_method(i.http_method().map(str::to_string))
-                            .set_uri(i.uri().map(str::to_string))
-                            .build(),
-                    ),
-                    Err(e) if e.is_not_found() => None,
-                    Err(e) => {
-                        return Err(e.fail(
-                            format!("reading the integration of ANY {}", r.path().unwrap_or("")),
-                            "GetIntegration",
-                        ))
-                    }
-                }
+                integration(ctx, api_id, &id, verb, &path).await?
             } else {
                 None
             };
-            slot.method = Some(observed(m, integration.as_ref()));
+            surface.methods.push(Existing {
+                resource_id: id.clone(),
+                path: path.clone(),
+                verb: verb.clone(),
+                settings: observed(m, integration.as_ref()),
+            });
         }
-        slot.resource_id = Some(id);
     }
-    extras.sort_by(|a, b| (&a.1, &a.2).cmp(&(&b.1, &b.2)));
-    Ok((root, proxy, extras))
+    surface
+        .methods
+        .sort_by(|a, b| (&a.path, &a.verb).cmp(&(&b.path, &b.verb)));
+    Ok(surface)
 }
 
-/// Ensures both methods; returns the desired settings of each (for the definition hash).
-pub async fn ensure(
+async fn integration(
     ctx: &Ctx<'_>,
-    api: &Handle,
-    root_id: Option<&str>,
-    authorizer: &Handle,
-    function: &Handle,
-) -> Result<Vec<(&'static str, MethodSettings)>> {
-    let started = Instant::now();
-    let want = desired(ctx, &authorizer.id, &function.arn);
-    let (mut root, proxy, extras) = if api.fresh {
-        (
-            PathState {
-                resource_id: root_id.map(str::to_string),
-                method: None,
-            },
-            PathState::default(),
-            Vec::new(),
-        )
-    } else {
-        read(ctx, &api.id).await?
-    };
-    if root.resource_id.is_none() && ctx.apply {
+    api_id: &str,
+    resource_id: &str,
+    verb: &str,
+    path: &str,
+) -> Result<Option<Integration>> {
+    match ctx
+        .aws
+        .apigw
+        .get_integration()
+        .rest_api_id(api_id)
+        .resource_id(resource_id)
+        .http_method(verb)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(i) => Ok(Some(
+            Integration::builder()
+                .set_type(i.r#type().cloned())
+                .set_http_method(i.http_method().map(str::to_string))
+                .set_uri(i.uri().map(str::to_string))
+                .build(),
+        )),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.fail(
+            format!("reading the integration of {verb} {path}"),
+            "GetIntegration",
+        )),
+    }
+}
+
+/// The run's one read of the API (shared by every method and the sweep). A new API has
+/// nothing but its root: no read.
+pub async fn surface<'c>(ctx: &'c Ctx<'_>, api: &Api) -> Result<&'c Surface> {
+    ctx.api_surface
+        .get_or_try_init(|| async {
+            if api.handle.fresh {
+                Ok(Surface {
+                    root_id: api.root_id.clone(),
+                    ..Surface::default()
+                })
+            } else {
+                read(ctx, &api.handle.id).await
+            }
+        })
+        .await
+}
+
+/// The id of `/` (from the API, else read).
+pub async fn root_id(ctx: &Ctx<'_>, api: &Api) -> Result<String> {
+    match &surface(ctx, api).await?.root_id {
+        Some(id) => Ok(id.clone()),
         // Only reachable if CreateRestApi did not report the root: look it up.
-        root = read(ctx, &api.id).await?.0;
+        None if ctx.apply => Ok(read(ctx, &api.handle.id).await?.root_id.unwrap_or_default()),
+        None => Ok(NEW.to_string()),
     }
-    for (resource_id, path, verb) in &extras {
-        let started = Instant::now();
-        if ctx.apply {
-            delete_method(ctx, &api.id, resource_id, verb, path).await?;
-        }
-        ctx.finish_extra(KIND, &format!("{verb} {path}"), started);
-    }
-    // `/` and `/{proxy+}` do not depend on each other: both at once.
-    let root_id = root.resource_id.clone().unwrap_or_default();
-    let (r, p) = ctx
-        .both(
-            converge_path(ctx, api, ROOT, root, &root_id, &want, started),
-            converge_path(ctx, api, PROXY, proxy, &root_id, &want, started),
-        )
-        .await;
-    r?;
-    p?;
-    Ok(vec![(ROOT, want.clone()), (PROXY, want)])
 }
 
-/// One path's ANY method: create (with the `{proxy+}` resource if missing), replace, or leave.
-async fn converge_path(
-    ctx: &Ctx<'_>,
-    api: &Handle,
-    path: &'static str,
-    mut slot: PathState,
-    root_id: &str,
-    want: &MethodSettings,
-    started: Instant,
-) -> Result<()> {
-    let key = format!("{KIND} {path}");
-    let recorded = ctx.rec.get(&key).is_some();
-    let decision = decide(want, slot.method.as_ref());
-    if ctx.apply && decision != Decision::Unchanged {
-        let resource_id = match &slot.resource_id {
-            Some(id) => id.clone(),
-            // Only `/{proxy+}` can be missing: `/` comes with the API.
-            None => create_proxy_resource(ctx, &api.id, root_id).await?,
-        };
-        if matches!(decision, Decision::Update(_)) {
-            delete_method(ctx, &api.id, &resource_id, HTTP_METHOD, path).await?;
-        }
-        put(ctx, &api.id, &resource_id, path, want).await?;
-        slot.resource_id = Some(resource_id);
+/// The `/{proxy+}` resource: its id, made if missing.
+pub async fn ensure_proxy_path(ctx: &Ctx<'_>, api: &Api) -> Result<String> {
+    if let Some(id) = &surface(ctx, api).await?.proxy_id {
+        return Ok(id.clone());
     }
-    if ctx.apply {
-        ctx.rec
-            .set(&key, slot.resource_id.as_deref().unwrap_or(NEW))?;
+    if !ctx.apply {
+        return Ok(NEW.to_string());
     }
-    ctx.finish(
-        KIND,
-        &format!("{HTTP_METHOD} {path}"),
-        &decision,
-        recorded,
-        started,
-    );
-    Ok(())
-}
-
-async fn create_proxy_resource(ctx: &Ctx<'_>, api_id: &str, root_id: &str) -> Result<String> {
+    let root = root_id(ctx, api).await?;
+    let api_id = &api.handle.id;
     let made = create_once(
         Create::new(
             format!("creating resource {PROXY} of REST API {api_id}"),
@@ -234,19 +220,86 @@ async fn create_proxy_resource(ctx: &Ctx<'_>, api_id: &str, root_id: &str) -> Re
                 .apigw
                 .create_resource()
                 .rest_api_id(api_id)
-                .parent_id(root_id)
+                .parent_id(&root)
                 .path_part(PROXY_PART)
                 .send()
                 .await
                 .sdk()
         },
-        || async { Ok(read(ctx, api_id).await?.1.resource_id) },
+        || async { Ok(read(ctx, api_id).await?.proxy_id) },
     )
     .await?;
     Ok(match made {
         Made::New(out) => out.id().unwrap_or_default().to_string(),
         Made::Found(id) => id,
     })
+}
+
+fn state_key(verb: &str, path: &str) -> String {
+    format!("{KIND} {verb} {path}")
+}
+
+/// One method on one path: create, replace, or leave. Returns its desired settings
+/// (for the stage's definition hash).
+pub async fn ensure(
+    ctx: &Ctx<'_>,
+    api: &Api,
+    resource_id: &str,
+    path: &'static str,
+    spec: &MethodSpec,
+    authorizer: &Handle,
+    function: &Handle,
+) -> Result<MethodSettings> {
+    let started = Instant::now();
+    let verb = spec.verb.as_str();
+    let key = state_key(verb, path);
+    // Before methods had verbs, the state file knew `ANY` by its path alone.
+    let legacy_key = format!("{KIND} {path}");
+    let recorded =
+        ctx.rec.get(&key).is_some() || (verb == "ANY" && ctx.rec.get(&legacy_key).is_some());
+    let want = desired(ctx, spec, &authorizer.id, &function.arn);
+    let current = surface(ctx, api)
+        .await?
+        .method(verb, path)
+        .map(|m| m.settings.clone());
+    let decision = decide(&want, current.as_ref());
+    if ctx.apply {
+        if decision != Decision::Unchanged {
+            if matches!(decision, Decision::Update(_)) {
+                delete_method(ctx, &api.handle.id, resource_id, verb, path).await?;
+            }
+            put(ctx, &api.handle.id, resource_id, verb, path, &want).await?;
+        }
+        ctx.rec.set(&key, resource_id)?;
+        ctx.rec.remove(&legacy_key)?;
+    }
+    ctx.finish(
+        KIND,
+        &format!("{verb} {path}"),
+        &decision,
+        recorded,
+        started,
+    );
+    Ok(want)
+}
+
+/// Deletes every method on the API that the configuration does not list.
+pub async fn sweep(ctx: &Ctx<'_>, api: &Api) -> Result<()> {
+    let surface = surface(ctx, api).await?;
+    for m in &surface.methods {
+        let wanted = matches!(m.path.as_str(), ROOT | PROXY)
+            && ctx.desired.methods.iter().any(|d| d.verb == m.verb);
+        if wanted {
+            continue;
+        }
+        let started = Instant::now();
+        if ctx.apply {
+            delete_method(ctx, &api.handle.id, &m.resource_id, &m.verb, &m.path).await?;
+            ctx.rec.remove(&state_key(&m.verb, &m.path))?;
+        }
+        ctx.finish_extra(KIND, &format!("{} {}", m.verb, m.path), None, started);
+    }
+    Ok(())
 }
 
 async fn delete_method(
@@ -280,12 +333,13 @@ async fn put(
     ctx: &Ctx<'_>,
     api_id: &str,
     resource_id: &str,
+    verb: &str,
     path: &str,
     want: &MethodSettings,
 ) -> Result<()> {
     create_once(
         Create::new(
-            format!("creating method ANY {path} of REST API {api_id}"),
+            format!("creating method {verb} {path} of REST API {api_id}"),
             "PutMethod",
         ),
         || async {
@@ -295,7 +349,7 @@ async fn put(
                 .put_method()
                 .rest_api_id(api_id)
                 .resource_id(resource_id)
-                .http_method(HTTP_METHOD)
+                .http_method(verb)
                 .authorization_type(&want.authorization_type)
                 .authorizer_id(&want.authorizer_id)
                 .set_authorization_scopes(Some(want.scopes.clone()))
@@ -305,9 +359,8 @@ async fn put(
         },
         // The method is there: our lost attempt made it (it was absent or deleted).
         || async {
-            let (root, proxy, _) = read(ctx, api_id).await?;
-            let slot = if path == ROOT { root } else { proxy };
-            Ok(slot.method.map(|_| ()))
+            let now = read(ctx, api_id).await?;
+            Ok(now.method(verb, path).map(|_| ()))
         },
     )
     .await?;
@@ -317,7 +370,7 @@ async fn put(
         .put_integration()
         .rest_api_id(api_id)
         .resource_id(resource_id)
-        .http_method(HTTP_METHOD)
+        .http_method(verb)
         .r#type(IntegrationType::AwsProxy)
         .integration_http_method(&want.integration_method)
         .uri(&want.integration_uri)
@@ -326,7 +379,7 @@ async fn put(
         .sdk()
         .map_err(|e| {
             e.fail(
-                format!("integrating ANY {path} of REST API {api_id} with the function"),
+                format!("integrating {verb} {path} of REST API {api_id} with the function"),
                 "PutIntegration",
             )
         })?;

@@ -14,6 +14,7 @@ pub mod resource_server;
 pub mod rest_api;
 pub mod role;
 mod role_region;
+pub mod secret;
 pub mod stage;
 pub mod user_pool;
 
@@ -71,6 +72,10 @@ pub struct Ctx<'a> {
     pub done: Mutex<Vec<Done>>,
     /// The run's one read of the function (the role needs it too; see `function::observed`).
     pub function: tokio::sync::OnceCell<Option<function::Found>>,
+    /// The run's one read of the API's resources and methods (see `methods::surface`).
+    pub api_surface: tokio::sync::OnceCell<methods::Surface>,
+    /// The stack's token endpoint (what a published secret tells its readers).
+    pub token_url: String,
 }
 
 /// A resource that exists (or, in a dry run, would).
@@ -124,8 +129,9 @@ impl Ctx<'_> {
     pub fn pool_name(&self) -> String {
         format!("{}-pool", self.stack)
     }
-    pub fn client_name(&self) -> String {
-        format!("{}-client", self.stack)
+    /// The Cognito name of a configured client.
+    pub fn client_name(&self, name: &str) -> String {
+        format!("{}-{name}", self.stack)
     }
     pub fn api_name(&self) -> String {
         format!("{}-api", self.stack)
@@ -143,9 +149,23 @@ impl Ctx<'_> {
         recorded: bool,
         started: Instant,
     ) {
+        self.finish_named(kind, id, None, decision, recorded, started)
+    }
+
+    /// `finish` for a resource of a kind the stack has several of, by configured name.
+    pub fn finish_named(
+        &self,
+        kind: &'static str,
+        id: &str,
+        name: Option<&str>,
+        decision: &Decision,
+        recorded: bool,
+        started: Instant,
+    ) {
         let done = Done {
             kind,
             id: id.to_string(),
+            name: name.map(str::to_string),
             action: plan::action(decision, recorded),
             changes: plan::changes(decision),
             elapsed: started.elapsed(),
@@ -158,10 +178,11 @@ impl Ctx<'_> {
 
     /// Records a resource that was (or, in a dry run, would be) deleted because it is
     /// not part of the stack's desired state.
-    pub fn finish_extra(&self, kind: &'static str, id: &str, started: Instant) {
+    pub fn finish_extra(&self, kind: &'static str, id: &str, name: Option<&str>, started: Instant) {
         let done = Done {
             kind,
             id: id.to_string(),
+            name: name.map(str::to_string),
             action: report::Action::Deleted,
             changes: Vec::new(),
             elapsed: started.elapsed(),

@@ -118,7 +118,7 @@ pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
     Ok(ours)
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Api {
     pub handle: Handle,
     /// The id of `/`, when known without a read.

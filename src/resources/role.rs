@@ -77,7 +77,7 @@ async fn inline_policies(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>> {
 }
 
 /// The role as `ensure` left it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Role {
     pub handle: Handle,
     /// Policies a new role still needs: attached by `attach_pending` while the function

@@ -135,6 +135,7 @@ pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
     Ok(ours)
 }
 
+#[derive(Debug, Clone)]
 pub struct Pool {
     pub handle: Handle,
     pub domain: Option<String>,

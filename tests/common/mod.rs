@@ -258,6 +258,15 @@ impl Harness {
         self.ok(&all).json()
     }
 
+    /// `-o json` run, parsed; insists on exit `code`.
+    pub fn json_code(&self, args: &[&str], code: i32) -> Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        let r = self.run(&all);
+        assert_eq!(r.code, code, "provision {args:?}:\n{}", r.describe());
+        r.json()
+    }
+
     pub async fn aws(&self) -> Sdk {
         Sdk::new(&self.url).await
     }

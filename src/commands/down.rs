@@ -1,0 +1,198 @@
+//! `down`: every resource of the stack, children first, what a parent's deletion
+//! removes with it skipped (see `graph::teardown`); the state file last.
+
+use std::time::Instant;
+
+use super::{context, emit, open, sorted, Run};
+use crate::cli::{Format, StackArgs};
+use crate::config::{self, FileConfig, Target};
+use crate::errors::{exit, Result};
+use crate::graph::{self, Node};
+use crate::report::{self, Action, Done, RunReport};
+use crate::resources::{domain, function, rest_api, role, secret, user_pool, Ctx};
+use crate::state::{Recorder, StackLock, StateFile};
+
+pub async fn down(target: &Target, format: Format) -> Result<i32> {
+    let started = Instant::now();
+    let _lock = StackLock::acquire(&target.lock_path())?;
+    let session = open(target).await?;
+    let recorded = session.state(target);
+    let rec = Recorder::new(
+        session.state_path.clone(),
+        recorded.clone(),
+        session.existing.is_some(),
+    );
+    // The stack as configured does not matter: everything of it goes, whatever the
+    // configuration says now (no client publishes a secret, so all secrets go too).
+    let desired = config::resolve_desired(&StackArgs::default(), &FileConfig::default())?;
+    let ctx = context(
+        &session,
+        target,
+        &rec,
+        Run {
+            desired: &desired,
+            prefix: "",
+            package: None,
+            apply: true,
+            show: true,
+        },
+    );
+    report::progress(&format!(
+        "Taking down stack {} ({} in {}):",
+        target.stack, session.account, session.region
+    ));
+    let g = graph::teardown();
+    graph::run(&g, target.concurrency, |i, _: Vec<(Node, ())>| {
+        remove(&ctx, &g.nodes[i], &recorded)
+    })
+    .await?;
+    // Last: the state file, once nothing it names is left.
+    rec.delete_file()?;
+    let done = sorted(ctx.done.into_inner().expect("done"), &desired);
+    emit(
+        format,
+        &RunReport {
+            command: "down",
+            stack: &target.stack,
+            region: &session.region,
+            resources: &done,
+            outputs: None,
+            api_calls: session.aws.calls.count(),
+            elapsed: started.elapsed(),
+            dry_run: false,
+        },
+    );
+    Ok(exit::OK)
+}
+
+/// One line of the report.
+fn tell(ctx: &Ctx<'_>, kind: &'static str, id: &str, name: Option<&str>, gone: bool, t: Instant) {
+    let done = Done {
+        kind,
+        id: id.to_string(),
+        name: name.map(str::to_string),
+        action: if gone {
+            Action::Deleted
+        } else {
+            Action::Absent
+        },
+        changes: Vec::new(),
+        elapsed: t.elapsed(),
+    };
+    report::resource_line(&done, false);
+    ctx.done.lock().expect("done").push(done);
+}
+
+/// What went with `parent`, as the state file knew it: reported, and forgotten.
+fn cascaded(ctx: &Ctx<'_>, recorded: &StateFile, parent: &Node, gone: bool) -> Result<()> {
+    let t = Instant::now();
+    for kind in graph::cascades(parent) {
+        for (key, value) in &recorded.resources {
+            let Some(rest) = key.strip_prefix(kind) else {
+                continue;
+            };
+            if !(rest.is_empty() || rest.starts_with(' ')) {
+                continue;
+            }
+            let rest = rest.trim_start();
+            let (id, name) = match *kind {
+                // `method GET /`, or `method /` as files before verbs had it.
+                "method" if rest.starts_with('/') => (format!("ANY {rest}"), None),
+                "method" => (rest.to_string(), None),
+                "app_client" if rest.is_empty() => {
+                    (value.clone(), Some(crate::consumers::DEFAULT_CLIENT))
+                }
+                "app_client" => (value.clone(), Some(rest)),
+                _ => (value.clone(), None),
+            };
+            tell(ctx, kind, &id, name, gone, t);
+            ctx.rec.remove(key)?;
+        }
+    }
+    Ok(())
+}
+
+async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> {
+    let t = Instant::now();
+    match node {
+        Node::Api => {
+            let _activity = report::activity("deleting rest_api");
+            // Every API of this name and tag: duplicates too, so none is left behind.
+            let apis = rest_api::find_all(ctx).await?;
+            let mut gone_any = false;
+            for api in &apis {
+                let gone = rest_api::delete(ctx, &api.id).await?;
+                gone_any |= gone;
+                tell(ctx, rest_api::KIND, &api.id, None, gone, t);
+            }
+            if apis.is_empty() {
+                let id = recorded
+                    .get(rest_api::KIND)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| ctx.api_name());
+                tell(ctx, rest_api::KIND, &id, None, false, t);
+            }
+            cascaded(ctx, recorded, node, gone_any)?;
+            ctx.rec.remove(rest_api::KIND)?;
+        }
+        Node::OtherSecrets => {
+            let _activity = report::activity("deleting secrets");
+            secret::sweep(ctx, true).await?;
+        }
+        Node::Pool => {
+            let _activity = report::activity("deleting user_pool_domain and user_pool");
+            // Every pool of this name and tag: duplicates too, so none is left behind.
+            let pools = user_pool::find_all(ctx).await?;
+            if pools.is_empty() {
+                if let Some(d) = recorded.get(domain::KIND) {
+                    tell(ctx, domain::KIND, d, None, false, t);
+                }
+                tell(ctx, user_pool::KIND, &ctx.pool_name(), None, false, t);
+            }
+            let mut gone_any = false;
+            for pool in &pools {
+                // AWS deletes a pool only once its domain is gone.
+                if let Some(prefix) = &pool.domain {
+                    let t = Instant::now();
+                    let gone = domain::delete(ctx, &pool.id, prefix).await?;
+                    tell(ctx, domain::KIND, prefix, None, gone, t);
+                }
+                let gone = user_pool::delete(ctx, &pool.id).await?;
+                gone_any |= gone;
+                tell(ctx, user_pool::KIND, &pool.id, None, gone, t);
+            }
+            cascaded(ctx, recorded, node, gone_any)?;
+            for key in [user_pool::KIND, domain::KIND] {
+                ctx.rec.remove(key)?;
+            }
+        }
+        Node::Function => {
+            let _activity = report::activity("deleting lambda_function");
+            // Refuses a function that is not this stack's, its permission included.
+            let gone = function::delete(ctx).await?;
+            tell(ctx, function::KIND, &ctx.function_name(), None, gone, t);
+            let permission = crate::resources::permission::KIND;
+            if recorded.get(permission).is_none() {
+                // Without a state file: the permission went with the function.
+                tell(
+                    ctx,
+                    permission,
+                    crate::resources::permission::STATEMENT_ID,
+                    None,
+                    gone,
+                    t,
+                );
+            }
+            cascaded(ctx, recorded, node, gone)?;
+            ctx.rec.remove(function::KIND)?;
+        }
+        Node::Role => {
+            let _activity = report::activity("deleting iam_role");
+            let (name, gone) = role::delete(ctx).await?;
+            tell(ctx, role::KIND, &name, None, gone, t);
+            ctx.rec.remove(role::KIND)?;
+        }
+        other => unreachable!("{other:?} is not deleted by itself"),
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! `up`: create what is missing, update what differs, delete what the configuration no
+//! longer lists (`--dry-run`: say so, and change nothing).
+
+use std::time::Instant;
+
+use super::converge::converge;
+use super::{check_handler, context, emit, open, resolve_prefix, sorted, Run};
+use crate::cli::Format;
+use crate::client;
+use crate::config::{Desired, Target};
+use crate::errors::{exit, Result};
+use crate::package;
+use crate::report::{self, RunReport};
+use crate::resources::{domain, stage, user_pool};
+use crate::state::{Outputs, Recorder, StackLock};
+
+pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Format) -> Result<i32> {
+    let started = Instant::now();
+    // Fail on a missing handler before touching anything.
+    let package = package::build(
+        &desired.handler,
+        desired.handler_given,
+        desired.architecture,
+    )?;
+    check_handler(target, desired, &package)?;
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(StackLock::acquire(&target.lock_path())?)
+    };
+    let session = open(target).await?;
+    let prefix = resolve_prefix(desired, &session.account, &session.region, &target.stack)?;
+    let mut state = session.state(target);
+    state.account = Some(session.account.clone());
+    let rec = Recorder::new(session.state_path.clone(), state, !dry_run);
+    let ctx = context(
+        &session,
+        target,
+        &rec,
+        Run {
+            desired,
+            prefix: &prefix,
+            package: Some(&package),
+            apply: !dry_run,
+            show: true,
+        },
+    );
+    // The prefix must be free or ours before anything is created.
+    if rec.get(domain::KIND).as_deref() != Some(prefix.as_str()) {
+        domain::preflight(&ctx, rec.get(user_pool::KIND).as_deref()).await?;
+    }
+    let (verb, tail) = if dry_run {
+        ("Plan for", ", no changes made")
+    } else {
+        ("Bringing up", "")
+    };
+    report::progress(&format!(
+        "{verb} stack {} ({} in {}){tail}:",
+        target.stack, session.account, session.region
+    ));
+    let converged = Box::pin(converge(&ctx, target.concurrency)).await?;
+    let outputs = Outputs {
+        api_url: client::api_url(
+            target.endpoint_url.as_deref(),
+            &converged.api_id,
+            stage::STAGE,
+            &session.region,
+        ),
+        token_url: ctx.token_url.clone(),
+        client_id: converged
+            .clients
+            .first()
+            .map(|(_, id)| id.clone())
+            .unwrap_or_default(),
+        clients: converged.clients.iter().cloned().collect(),
+        scope: desired.scope_strings().join(" "),
+        user_pool_id: converged.pool_id,
+        region: session.region.clone(),
+        stack: target.stack.clone(),
+    };
+    rec.update(|s| s.outputs = Some(outputs.clone()))?;
+    let done = sorted(ctx.done.into_inner().expect("done"), desired);
+    emit(
+        format,
+        &RunReport {
+            command: "up",
+            stack: &target.stack,
+            region: &session.region,
+            resources: &done,
+            outputs: if dry_run { None } else { Some(&outputs) },
+            api_calls: session.aws.calls.count(),
+            elapsed: started.elapsed(),
+            dry_run,
+        },
+    );
+    Ok(exit::OK)
+}
