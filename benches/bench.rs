@@ -2,7 +2,8 @@
 //! `down` on MiniStack, the median of N runs each (default 5, `BENCH_RUNS`), on the bare
 //! emulator and through a proxy adding 100 ms to every AWS request, with the default
 //! concurrency and with `--max-concurrency 1` as the baseline; the critical-path bound;
-//! and the time of `provision --help`. Prints a Markdown table.
+//! the time of `provision --help`; and fresh and no-op `up` of a stack with 1, 10 and 50
+//! app clients. Prints Markdown tables.
 //!
 //! Run it with `scripts/bench` (a release build of provision).
 
@@ -167,6 +168,54 @@ fn run(h: &Harness, via: Option<&Proxy>, concurrency: &str, args: &[&str], expec
     }
 }
 
+/// Fresh and no-op `up` (and `status`) with N app clients, on the bare emulator.
+fn clients_table(h: &Harness, runs: usize) -> String {
+    let mut table =
+        String::from("| app clients | fresh `up` | no-op `up` | `status` |\n|---|---|---|---|\n");
+    let mut base: Option<(f64, f64)> = None;
+    let mut per_client = Vec::new();
+    for n in [1usize, 10, 50] {
+        let clients: String = (0..n)
+            .map(|i| format!("[[client]]\nname = \"service-{i}\"\n\n"))
+            .collect();
+        std::fs::write(h.dir.path().join("provision.toml"), clients).unwrap();
+        let mut secs: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        let mut calls: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        for _ in 0..runs {
+            h.reset();
+            for (i, args) in [&["up"][..], &["up"], &["status"]].iter().enumerate() {
+                let s = run(h, None, "8", args, 0);
+                secs[i].push(s.secs);
+                calls[i].push(s.calls as f64);
+            }
+        }
+        let cells: Vec<String> = (0..3).map(|i| cell(&secs[i], &calls[i])).collect();
+        table.push_str(&format!("| {n} | {} |\n", cells.join(" | ")));
+        let (fresh, noop) = (median(calls[0].clone()), median(calls[1].clone()));
+        match base {
+            None => base = Some((fresh, noop)),
+            Some((f1, n1)) => per_client.push(format!(
+                "{n} clients: +{:.1} requests per extra client on a fresh `up`, +{:.1} on a no-op `up`",
+                (fresh - f1) / (n - 1) as f64,
+                (noop - n1) / (n - 1) as f64
+            )),
+        }
+        eprintln!("done: {n} clients");
+    }
+    std::fs::remove_file(h.dir.path().join("provision.toml")).unwrap();
+    h.reset();
+    format!("{table}\n{}.", per_client.join("; "))
+}
+
+/// A table cell: the median wall time and request count of some runs.
+fn cell(secs: &[f64], calls: &[f64]) -> String {
+    format!(
+        "{:.2} s, {} calls",
+        median(secs.to_vec()),
+        median(calls.to_vec())
+    )
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -205,15 +254,7 @@ fn main() {
                     calls[i].push(s.calls as f64);
                 }
             }
-            let cells: Vec<String> = (0..4)
-                .map(|i| {
-                    format!(
-                        "{:.2} s, {} calls",
-                        median(secs[i].clone()),
-                        median(calls[i].clone())
-                    )
-                })
-                .collect();
+            let cells: Vec<String> = (0..4).map(|i| cell(&secs[i], &calls[i])).collect();
             fresh.insert((setting, concurrency), median(secs[0].clone()));
             table.push_str(&format!(
                 "| {setting} | {label} | {} |\n",
@@ -247,5 +288,7 @@ fn main() {
         chain.join(" → ")
     );
     println!("`provision --help`: {:.1} ms (median of 21).", median(help));
+    println!();
+    println!("{}", clients_table(&h, runs));
     println!("Medians of {runs} runs; wall time of the whole process, as a user sees it.");
 }
