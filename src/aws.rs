@@ -127,7 +127,7 @@ pub fn is_quota_error(error_type_header: &str, body: &str) -> bool {
     limit && !body.to_ascii_lowercase().contains("rate")
 }
 
-/// The clients of the six services the stack uses.
+/// The clients of the seven services the stack uses.
 #[derive(Clone, Debug)]
 pub struct Aws {
     pub iam: aws_sdk_iam::Client,
@@ -135,6 +135,7 @@ pub struct Aws {
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     pub sts: aws_sdk_sts::Client,
     /// The same services without the SDK's own retries: for creates, which must not be
     /// re-sent blindly when an answer is lost (see `resources::create_once`).
@@ -150,6 +151,7 @@ pub struct Once {
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 /// Resolves the region: the one given, else the SDK's chain (env, profile), else
@@ -226,6 +228,7 @@ impl Aws {
             cognito: client!(aws_sdk_cognitoidentityprovider, "cognito-idp"),
             apigw: client!(aws_sdk_apigateway, "apigateway"),
             secrets: client!(aws_sdk_secretsmanager, "secretsmanager"),
+            logs: client!(aws_sdk_cloudwatchlogs, "logs"),
             sts: client!(aws_sdk_sts, "sts"),
             once: Once {
                 iam: client!(aws_sdk_iam, "iam", Some(RetryConfig::disabled())),
@@ -243,6 +246,11 @@ impl Aws {
                 secrets: client!(
                     aws_sdk_secretsmanager,
                     "secretsmanager",
+                    Some(RetryConfig::disabled())
+                ),
+                logs: client!(
+                    aws_sdk_cloudwatchlogs,
+                    "logs",
                     Some(RetryConfig::disabled())
                 ),
             },

@@ -24,7 +24,8 @@ address, e.g. a MiniStack emulator, and the token and API URLs take the emulator
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 success; 1 AWS or API failure; 2 bad input (usage, config, state file);
-3 `status` found drift or missing resources; 4 another run holds the stack's lock.";
+3 `status` found drift or missing resources; 4 another run holds the stack's lock;
+130 interrupted (Ctrl-C, SIGTERM) and stopped cleanly.";
 
 #[derive(Debug, Parser)]
 #[command(name = "provision", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
@@ -111,9 +112,23 @@ pub enum Command {
     /// Print a client's id, secret, token URL and scope, for its calling service. The one
     /// command that prints a secret; it writes nothing anywhere
     Credentials(ClientArg),
+    /// Print the handler's log events (oldest first, `<time> <message>`); --follow keeps
+    /// printing new ones until interrupted
+    Logs(LogsArgs),
     /// Print the stack's resource graph (kinds, ids, parent → child edges) as Graphviz DOT,
     /// or JSON with -o json; from the configuration and the state file, no AWS call
     Graph(StackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// How far back to start, e.g. 90s, 5m, 2h, 1d
+    #[arg(long, default_value = "10m", value_name = "DURATION")]
+    pub since: String,
+
+    /// Keep polling for new events (every 2 s) until interrupted
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +180,11 @@ pub struct StackArgs {
     /// Access-token validity in minutes, 5 to 1440 [default: 60]
     #[arg(long, value_name = "MINUTES")]
     pub token_validity: Option<i32>,
+
+    /// Days the function's logs are kept: one of CloudWatch's periods (1, 3, 5, 7, 14,
+    /// 30, 60, 90, ... 3653), or 0 to keep them forever [default: 30]
+    #[arg(long, env = "PROVISION_LOG_RETENTION", value_name = "DAYS")]
+    pub log_retention: Option<i32>,
 
     /// An app client for one calling service: NAME (all scopes) or NAME=RS/SCOPE,RS/SCOPE;
     /// repeat for more. Replaces the config file's [[client]] list [default: one named

@@ -17,6 +17,13 @@ pub const DEFAULT_SCOPE: &str = "users/read";
 pub const DEFAULT_MEMORY_MB: i32 = 128;
 pub const DEFAULT_TIMEOUT_S: i32 = 10;
 pub const DEFAULT_TOKEN_VALIDITY_MIN: i32 = 60;
+pub const DEFAULT_LOG_RETENTION_DAYS: i32 = 30;
+/// The retention periods CloudWatch Logs accepts (PutRetentionPolicy), and 0 for never:
+/// https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutRetentionPolicy.html
+pub const LOG_RETENTION_DAYS: [i32; 23] = [
+    0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
 /// Region used with an endpoint URL when nothing else names one (emulators ignore it).
 pub const LOCAL_DEFAULT_REGION: &str = "us-east-1";
 
@@ -42,6 +49,8 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
     pub domain_prefix: Option<String>,
     pub scopes: Option<Vec<String>>,
+    /// Days the function's logs are kept (0: never expire).
+    pub log_retention: Option<i32>,
     #[serde(default)]
     pub handler: HandlerFileConfig,
     #[serde(default)]
@@ -202,6 +211,8 @@ pub struct Desired {
     pub timeout_s: i32,
     pub architecture: Arch,
     pub token_validity_min: i32,
+    /// Days the function's log group keeps its events; 0: never expire.
+    pub log_retention_days: i32,
     /// The app clients, in the configuration's order (the first is the default one).
     pub clients: Vec<ClientSpec>,
     /// The HTTP methods on `/` and `/{proxy+}`, sorted by verb.
@@ -331,9 +342,20 @@ pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {
         .or(file.token.access_token_validity_minutes)
         .unwrap_or(DEFAULT_TOKEN_VALIDITY_MIN);
     in_range("token validity (minutes)", token_validity_min, 5, 1440)?;
+    let log_retention_days = args
+        .log_retention
+        .or(file.log_retention)
+        .unwrap_or(DEFAULT_LOG_RETENTION_DAYS);
+    if !LOG_RETENTION_DAYS.contains(&log_retention_days) {
+        return Err(Error::usage(format!(
+            "log retention: {log_retention_days} days is not one CloudWatch Logs takes; use one of {} (0: never expire)",
+            LOG_RETENTION_DAYS.map(|d| d.to_string()).join(", ")
+        )));
+    }
     let clients = consumers::resolve_clients(&args.clients, &file.clients, &scopes)?;
     let methods = consumers::resolve_methods(file.methods.as_ref(), &scopes)?;
     Ok(Desired {
+        log_retention_days,
         clients,
         methods,
         domain_prefix,

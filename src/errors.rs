@@ -13,6 +13,8 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     pub const DRIFT: i32 = 3;
     pub const LOCKED: i32 = 4;
+    /// Interrupted (Ctrl-C, SIGTERM) after stopping cleanly, as shells count 128 + SIGINT.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,10 @@ pub enum Error {
     /// The data plane (token endpoint, the API) failed or answered badly.
     #[error("{0}")]
     Http(String),
+
+    /// The run was interrupted and stopped cleanly (see `interrupt`).
+    #[error("interrupted")]
+    Interrupted,
 
     /// A local I/O failure that is not the user's input (writing the state file...).
     #[error("{context}: {source}")]
@@ -62,6 +68,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::State { .. } => exit::USAGE,
             Error::Locked(_) => exit::LOCKED,
+            Error::Interrupted => exit::INTERRUPTED,
             Error::Aws(_) | Error::Http(_) | Error::Io { .. } => exit::FAILURE,
         }
     }

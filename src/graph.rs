@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::config::Desired;
 use crate::errors::Result;
+use crate::interrupt;
 use crate::report;
 use crate::resources::methods::{PROXY, ROOT};
 
@@ -22,6 +23,8 @@ use crate::resources::methods::{PROXY, ROOT};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     Role,
+    /// The function's log group, made before the function so Lambda writes into it.
+    LogGroup,
     Function,
     Pool,
     Domain,
@@ -51,6 +54,7 @@ impl Node {
     pub fn kind(&self) -> &'static str {
         match self {
             Node::Role => "iam_role",
+            Node::LogGroup => "log_group",
             Node::Function => "lambda_function",
             Node::Pool => "user_pool",
             Node::Domain => "user_pool_domain",
@@ -105,7 +109,8 @@ pub fn stack(desired: &Desired) -> Graph {
         parents: Vec::new(),
     };
     let role = g.add(Node::Role, &[]);
-    let function = g.add(Node::Function, &[role]);
+    let logs = g.add(Node::LogGroup, &[]);
+    let function = g.add(Node::Function, &[role, logs]);
     let pool = g.add(Node::Pool, &[]);
     g.add(Node::Domain, &[pool]);
     let server = g.add(Node::ResourceServer, &[pool]);
@@ -150,6 +155,8 @@ pub fn teardown() -> Graph {
     g.add(Node::Pool, &[]);
     let function = g.add(Node::Function, &[]);
     g.add(Node::Role, &[function]);
+    // After the function: an invocation would make the group again.
+    g.add(Node::LogGroup, &[function]);
     g
 }
 
@@ -186,8 +193,10 @@ where
     let mut results: Vec<Option<T>> = vec![None; n];
     let mut running = FuturesUnordered::new();
     let mut failed = None;
+    let mut deadline = None;
     loop {
-        while failed.is_none() && running.len() < limit.max(1) {
+        let stopping = interrupt::requested();
+        while failed.is_none() && !stopping && running.len() < limit.max(1) {
             let Some(i) = ready.pop_front() else { break };
             let inputs = graph.parents[i]
                 .iter()
@@ -199,7 +208,24 @@ where
             let fut = step(i, inputs);
             running.push(async move { (i, fut.await) });
         }
-        let Some((i, result)) = running.next().await else {
+        if running.is_empty() {
+            break;
+        }
+        let next = if stopping {
+            // Interrupted: the steps in flight get a bounded time to finish.
+            let until =
+                *deadline.get_or_insert_with(|| tokio::time::Instant::now() + interrupt::GRACE);
+            match tokio::time::timeout_at(until, running.next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                next = running.next() => next,
+                () = interrupt::wait() => continue,
+            }
+        };
+        let Some((i, result)) = next else {
             break;
         };
         match result {
@@ -218,6 +244,9 @@ where
     }
     if let Some(e) = failed {
         return Err(e);
+    }
+    if interrupt::requested() {
+        return Err(crate::errors::Error::Interrupted);
     }
     Ok(results
         .into_iter()
@@ -283,6 +312,7 @@ mod tests {
             timeout_s: 10,
             architecture: Arch::X86_64,
             token_validity_min: 60,
+            log_retention_days: 30,
             clients: clients
                 .iter()
                 .map(|(n, secret)| ClientSpec {

@@ -11,6 +11,7 @@ mod consumers;
 mod elf;
 mod errors;
 mod graph;
+mod interrupt;
 mod package;
 mod plan;
 mod policy_doc;
@@ -75,6 +76,9 @@ fn run(cli: Cli) -> Result<i32> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
+    if matches!(cli.command, Command::Up(_) | Command::Down) {
+        interrupt::install(&runtime);
+    }
     match &cli.command {
         Command::Up(args) => {
             let desired = desired_of(&args.stack)?;
@@ -100,6 +104,7 @@ fn run(cli: Cli) -> Result<i32> {
             args.client.as_deref(),
             format,
         )),
+        Command::Logs(args) => runtime.block_on(commands::logs(&target, args, format)),
         Command::Graph(args) => commands::graph(&target, &desired_of(args)?, format),
     }
 }

@@ -220,6 +220,18 @@ settings!(PermissionSettings {
 });
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogGroupSettings {
+    /// 0: never expire.
+    pub retention_days: i32,
+    /// Carries the stack's tag (a group Lambda made by itself does not).
+    pub tagged: bool,
+}
+settings!(LogGroupSettings {
+    retention_days,
+    tagged
+});
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretSettings {
     /// What the secret holds (besides the client secret itself).
     pub client_id: String,

@@ -183,6 +183,8 @@ pub struct RunReport<'a> {
     pub api_calls: usize,
     pub elapsed: Duration,
     pub dry_run: bool,
+    /// Stopped by Ctrl-C or SIGTERM before the end.
+    pub interrupted: bool,
 }
 
 impl RunReport<'_> {
@@ -207,6 +209,9 @@ impl RunReport<'_> {
         if self.dry_run {
             v["dry_run"] = json!(true);
         }
+        if self.interrupted {
+            v["interrupted"] = json!(true);
+        }
         v
     }
 
@@ -224,6 +229,13 @@ impl RunReport<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let what = match (self.command, self.dry_run) {
+            _ if self.interrupted => format!(
+                "Interrupted: stack {} in {} is partly {}; run `provision {}` again to finish",
+                self.stack,
+                self.region,
+                if self.command == "down" { "down" } else { "up" },
+                self.command
+            ),
             (_, true) => format!("Plan for stack {} in {}", self.stack, self.region),
             ("down", _) => format!("Stack {} is down in {}", self.stack, self.region),
             _ => format!("Stack {} is up in {}", self.stack, self.region),
@@ -269,6 +281,13 @@ pub fn outputs_human(o: &Outputs) -> String {
 pub fn emit_json(v: &Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{v}");
+}
+
+/// Takes the spinners off the terminal (before an abrupt exit).
+pub fn clear() {
+    if let Some(m) = multi() {
+        let _ = m.clear();
+    }
 }
 
 pub fn emit_text(s: &str) {
@@ -333,6 +352,7 @@ mod tests {
             api_calls: 3,
             elapsed: Duration::from_millis(1234),
             dry_run: false,
+            interrupted: false,
         };
         let v = r.json();
         for key in [

@@ -55,7 +55,32 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
         .collect();
     let mut many_scopes_args = vec!["up"];
     many_scopes_args.extend(many_scopes.iter().map(String::as_str));
+    // A 60 MB handler that does not compress: over Lambda's 50 MB zip upload limit.
+    let big = h.dir.path().join("big-handler");
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..60 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(&big, noise).unwrap();
+    let big = big.to_str().unwrap().to_string();
     let cases = vec![
+        case(
+            "a handler whose zip is over Lambda's 50 MB",
+            &["up", "--handler", &big],
+            2,
+            &["zip is 60.0 MB", "limit of 50.0 MB", "strip"],
+        ),
+        case(
+            "a log retention CloudWatch does not take",
+            &["up", "--log-retention", "8"],
+            2,
+            &["log retention", "8 days"],
+        ),
         case(
             "the same client twice",
             &["up", "--client", "billing", "--client", "billing"],

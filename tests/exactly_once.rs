@@ -6,8 +6,6 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use aws_config::BehaviorVersion;
-use aws_credential_types::Credentials;
 use serde_json::{json, Value};
 
 use common::proxy::{operation, Lose, Proxy};
@@ -40,22 +38,6 @@ const DELETES: &[&str] = &[
     "DeleteRole",
     "DetachRolePolicy",
 ];
-
-/// SDK clients of the test's own for `region` (like `Sdk::new`, which is us-east-1).
-async fn sdk_in(url: &str, region: &str) -> Sdk {
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(aws_config::Region::new(region.to_string()))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .load()
-        .await;
-    Sdk {
-        iam: aws_sdk_iam::Client::new(&config),
-        lambda: aws_sdk_lambda::Client::new(&config),
-        cognito: aws_sdk_cognitoidentityprovider::Client::new(&config),
-        apigw: aws_sdk_apigateway::Client::new(&config),
-    }
-}
 
 /// How many requests of `op` a run sent (`calls` entries are `service:Operation`).
 fn sent(calls: &[String], op: &str) -> usize {
@@ -335,7 +317,7 @@ async fn the_same_stack_in_two_regions_is_two_stacks() {
 
     let mut sdks = Vec::new();
     for region in regions {
-        sdks.push(sdk_in(&h.url, region).await);
+        sdks.push(Sdk::in_region(&h.url, region).await);
     }
     let mut roles = sdks[0].role_names().await;
     roles.sort();

@@ -48,6 +48,9 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
     ok(&["status"]);
     ok(&["token"]);
     ok(&["invoke"]);
+    ok(&["logs", "--since", "5m"]);
+    ok(&["up", "--log-retention", "0"]);
+    ok(&["up"]);
     ok(&["up", "--memory", "256"]);
     let mut binary = std::fs::read(common::handler_binary()).unwrap();
     binary.extend_from_slice(b"policy-test");

@@ -16,7 +16,7 @@ async fn up_token_invoke_status_down() {
     assert_eq!(up["stack"], stack.as_str());
     assert_eq!(up["region"], "us-east-1");
     let acts = actions(&up);
-    assert_eq!(acts.len(), 12, "{acts:?}");
+    assert_eq!(acts.len(), 13, "{acts:?}");
     assert!(acts.iter().all(|(_, _, a)| a == "created"), "{acts:?}");
     let calls = up["api_calls"].as_u64().unwrap();
     assert!(
@@ -289,7 +289,7 @@ async fn up_token_invoke_status_down() {
     // status: all ok, exit 0.
     let status = h.json(&["status"]);
     assert_eq!(status["in_sync"], true, "{status}");
-    assert_eq!(status["resources"].as_array().unwrap().len(), 12);
+    assert_eq!(status["resources"].as_array().unwrap().len(), 13);
 
     // down: everything gone, state file last.
     let down = h.json(&["down"]);
@@ -317,9 +317,9 @@ async fn without_concurrency_the_same_stack_with_plain_progress_lines() {
         .lines()
         .filter(|l| l.trim_start().starts_with("created"))
         .collect();
-    assert_eq!(created.len(), 12, "a line per resource:\n{}", up.stderr);
+    assert_eq!(created.len(), 13, "a line per resource:\n{}", up.stderr);
     assert!(
-        up.stdout.contains("12 created") && up.stdout.contains("AWS calls"),
+        up.stdout.contains("13 created") && up.stdout.contains("AWS calls"),
         "summary:\n{}",
         up.stdout
     );

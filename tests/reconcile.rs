@@ -47,7 +47,7 @@ async fn second_up_is_a_no_op_with_reads_only() {
     assert_eq!(second.code, 0, "{}", second.describe());
     let report = second.json();
     all_but(&report, &[], "unchanged");
-    assert_eq!(actions(&report).len(), 12);
+    assert_eq!(actions(&report).len(), 13);
     assert_eq!(report["outputs"], first["outputs"]);
     assert!(
         second.writes().is_empty(),
@@ -369,7 +369,7 @@ async fn without_a_state_file_up_adopts_everything_and_down_removes_it() {
     assert_eq!(adopted.code, 0, "{}", adopted.describe());
     let report = adopted.json();
     all_but(&report, &[], "adopted");
-    assert_eq!(actions(&report).len(), 12);
+    assert_eq!(actions(&report).len(), 13);
     assert!(
         adopted.writes().is_empty(),
         "adoption of an unchanged stack writes nothing: {:?}",
@@ -384,7 +384,7 @@ async fn without_a_state_file_up_adopts_everything_and_down_removes_it() {
         serde_json::from_str(&std::fs::read_to_string(h.state_file()).unwrap()).unwrap();
     assert_eq!(
         state["resources"].as_object().unwrap().len(),
-        12,
+        13,
         "state file rebuilt: {state}"
     );
     assert_eq!(h.json(&["invoke"])["status"], 200);
@@ -495,7 +495,7 @@ async fn dry_run_plans_and_changes_nothing() {
     let report = plan.json();
     assert_eq!(report["dry_run"], true);
     all_but(&report, &[], "created");
-    assert_eq!(actions(&report).len(), 12);
+    assert_eq!(actions(&report).len(), 13);
     assert!(
         plan.writes().is_empty(),
         "dry run wrote: {:?}",

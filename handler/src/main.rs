@@ -37,10 +37,25 @@ pub fn respond(event: &Value) -> Value {
     })
 }
 
+/// One structured line per request for the function's log group (`provision logs`):
+/// method, path, client id and status. Never a header: the token stays out.
+pub fn log_line(event: &Value, response: &Value) -> String {
+    json!({
+        "method": event.get("httpMethod"),
+        "path": event.get("path"),
+        "client_id": claim(event, "client_id"),
+        "status": response.get("statusCode"),
+    })
+    .to_string()
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        Ok::<Value, Error>(respond(&event.payload))
+        let response = respond(&event.payload);
+        // Lambda sends stdout and stderr to the log group; MiniStack keeps stderr only.
+        eprintln!("{}", log_line(&event.payload, &response));
+        Ok::<Value, Error>(response)
     }))
     .await
 }
@@ -72,6 +87,24 @@ mod tests {
         assert_eq!(body["message"], MESSAGE);
         assert_eq!(body["client_id"], "abc123");
         assert_eq!(body["scope"], "users/read");
+    }
+
+    #[test]
+    fn logs_one_line_with_method_path_client_and_status_but_no_token() {
+        let event = json!({
+            "httpMethod": "GET",
+            "path": "/items",
+            "headers": { "Authorization": "Bearer secret-token" },
+            "requestContext": { "authorizer": { "claims": { "client_id": "abc123" } } }
+        });
+        let line = log_line(&event, &respond(&event));
+        assert!(!line.contains('\n'));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["path"], "/items");
+        assert_eq!(v["client_id"], "abc123");
+        assert_eq!(v["status"], 200);
+        assert!(!line.contains("secret-token"));
     }
 
     #[test]

@@ -5,8 +5,8 @@ use crate::errors::{Error, Result};
 use crate::graph::{self, Node};
 use crate::plan::{self, AuthorizerSettings, MethodSettings};
 use crate::resources::{
-    app_client, authorizer, domain, function, methods, permission, resource_server, rest_api, role,
-    secret, stage, user_pool, Ctx, Handle,
+    app_client, authorizer, domain, function, log_group, methods, permission, resource_server,
+    rest_api, role, secret, stage, user_pool, Ctx, Handle,
 };
 
 /// What a node hands its children.
@@ -130,6 +130,10 @@ async fn step(ctx: &Ctx<'_>, node: &Node, inputs: Vec<(Node, Out)>) -> Result<Ou
     let label = label.trim();
     Ok(match node {
         Node::Role => Out::Role(ctx.track(label, role::ensure(ctx)).await?),
+        Node::LogGroup => {
+            ctx.track(label, log_group::ensure(ctx)).await?;
+            Out::Done
+        }
         Node::Function => {
             let role = inputs.role()?;
             Out::Function(

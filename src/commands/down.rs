@@ -6,10 +6,10 @@ use std::time::Instant;
 use super::{context, emit, open, sorted, Run};
 use crate::cli::{Format, StackArgs};
 use crate::config::{self, FileConfig, Target};
-use crate::errors::{exit, Result};
+use crate::errors::{exit, Error, Result};
 use crate::graph::{self, Node};
 use crate::report::{self, Action, Done, RunReport};
-use crate::resources::{domain, function, rest_api, role, secret, user_pool, Ctx};
+use crate::resources::{domain, function, log_group, rest_api, role, secret, user_pool, Ctx};
 use crate::state::{Recorder, StackLock, StateFile};
 
 pub async fn down(target: &Target, format: Format) -> Result<i32> {
@@ -42,12 +42,26 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         target.stack, session.account, session.region
     ));
     let g = graph::teardown();
-    graph::run(&g, target.concurrency, |i, _: Vec<(Node, ())>| {
+    let interrupted = match graph::run(&g, target.concurrency, |i, _: Vec<(Node, ())>| {
         remove(&ctx, &g.nodes[i], &recorded)
     })
-    .await?;
-    // Last: the state file, once nothing it names is left.
-    rec.delete_file()?;
+    .await
+    {
+        Ok(_) => false,
+        // What is gone is recorded; the state file stays for the next `down`.
+        Err(Error::Interrupted) => {
+            report::warn(&format!(
+                "stopped: what is gone is recorded in {}; run `provision down` again to finish",
+                session.state_path.display()
+            ));
+            true
+        }
+        Err(e) => return Err(e),
+    };
+    if !interrupted {
+        // Last: the state file, once nothing it names is left.
+        rec.delete_file()?;
+    }
     let done = sorted(ctx.done.into_inner().expect("done"), &desired);
     emit(
         format,
@@ -60,9 +74,14 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
             api_calls: session.aws.calls.count(),
             elapsed: started.elapsed(),
             dry_run: false,
+            interrupted,
         },
     );
-    Ok(exit::OK)
+    Ok(if interrupted {
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    })
 }
 
 /// One line of the report.
@@ -185,6 +204,13 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
             }
             cascaded(ctx, recorded, node, gone)?;
             ctx.rec.remove(function::KIND)?;
+        }
+        Node::LogGroup => {
+            let _activity = report::activity("deleting log_group");
+            let gone = log_group::delete(ctx).await?;
+            let name = log_group::name(&ctx.function_name());
+            tell(ctx, log_group::KIND, &name, None, gone, t);
+            ctx.rec.remove(log_group::KIND)?;
         }
         Node::Role => {
             let _activity = report::activity("deleting iam_role");

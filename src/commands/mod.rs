@@ -4,12 +4,14 @@
 
 mod converge;
 mod down;
+mod logs;
 mod read;
 mod show_graph;
 mod status;
 mod up;
 
 pub use down::down;
+pub use logs::logs;
 pub use read::{credentials, invoke, outputs, token};
 pub use show_graph::graph;
 pub use status::status;
@@ -155,8 +157,9 @@ fn check_handler(target: &Target, desired: &Desired, package: &package::Package)
 
 /// The order resources are listed in: the graph's kinds, parents first; several of a
 /// kind in the configuration's order, those it no longer lists last.
-const ORDER: [&str; 13] = [
+const ORDER: [&str; 14] = [
     "iam_role",
+    "log_group",
     "lambda_function",
     "user_pool",
     "user_pool_domain",
@@ -237,6 +240,7 @@ mod tests {
             timeout_s: 10,
             architecture: arch,
             token_validity_min: 60,
+            log_retention_days: 30,
             clients: crate::consumers::resolve_clients(&[], &[], &scopes).unwrap(),
             methods: crate::consumers::resolve_methods(None, &scopes).unwrap(),
         }

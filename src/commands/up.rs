@@ -8,7 +8,7 @@ use super::{check_handler, context, emit, open, resolve_prefix, sorted, Run};
 use crate::cli::Format;
 use crate::client;
 use crate::config::{Desired, Target};
-use crate::errors::{exit, Result};
+use crate::errors::{exit, Error, Result};
 use crate::package;
 use crate::report::{self, RunReport};
 use crate::resources::{domain, stage, user_pool};
@@ -58,7 +58,33 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
         "{verb} stack {} ({} in {}){tail}:",
         target.stack, session.account, session.region
     ));
-    let converged = Box::pin(converge(&ctx, target.concurrency)).await?;
+    let converged = match Box::pin(converge(&ctx, target.concurrency)).await {
+        Ok(c) => c,
+        // What was done is recorded; the lock goes when this returns.
+        Err(Error::Interrupted) => {
+            report::warn(&format!(
+                "stopped: what was done is recorded in {}; run `provision up` again to finish (or `provision down` to remove it)",
+                session.state_path.display()
+            ));
+            let done = sorted(ctx.done.into_inner().expect("done"), desired);
+            emit(
+                format,
+                &RunReport {
+                    command: "up",
+                    stack: &target.stack,
+                    region: &session.region,
+                    resources: &done,
+                    outputs: None,
+                    api_calls: session.aws.calls.count(),
+                    elapsed: started.elapsed(),
+                    dry_run,
+                    interrupted: true,
+                },
+            );
+            return Ok(exit::INTERRUPTED);
+        }
+        Err(e) => return Err(e),
+    };
     let outputs = Outputs {
         api_url: client::api_url(
             target.endpoint_url.as_deref(),
@@ -91,6 +117,7 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
             api_calls: session.aws.calls.count(),
             elapsed: started.elapsed(),
             dry_run,
+            interrupted: false,
         },
     );
     Ok(exit::OK)

@@ -68,6 +68,7 @@ pub(super) async fn fixture(rules: Vec<(&'static str, Rule)>) -> Fixture {
             timeout_s: 10,
             architecture: Arch::X86_64,
             token_validity_min: 60,
+            log_retention_days: 30,
             clients: crate::consumers::resolve_clients(
                 &[],
                 &[],

@@ -8,6 +8,7 @@ pub mod app_client;
 pub mod authorizer;
 pub mod domain;
 pub mod function;
+pub mod log_group;
 pub mod methods;
 pub mod permission;
 pub mod resource_server;

@@ -166,6 +166,7 @@ impl Harness {
         let sdk = self.aws().await;
         assert_eq!(sdk.role_names().await.len(), 1, "roles");
         assert_eq!(sdk.function_names().await.len(), 1, "functions");
+        assert_eq!(sdk.log_groups().await.len(), 1, "log groups");
         let pools = sdk.pools().await;
         assert_eq!(pools.len(), 1, "pools: {pools:?}");
         assert_eq!(sdk.clients(&pools[0].0).await.len(), 1, "app clients");
@@ -350,13 +351,19 @@ pub struct Sdk {
     pub lambda: aws_sdk_lambda::Client,
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl Sdk {
     pub async fn new(url: &str) -> Sdk {
+        Sdk::in_region(url, "us-east-1").await
+    }
+
+    /// Clients for another region (IAM is global; the rest is per region).
+    pub async fn in_region(url: &str, region: &str) -> Sdk {
         let config = aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(url)
-            .region(aws_config::Region::new("us-east-1"))
+            .region(aws_config::Region::new(region.to_string()))
             .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
             .load()
             .await;
@@ -365,6 +372,7 @@ impl Sdk {
             lambda: aws_sdk_lambda::Client::new(&config),
             cognito: aws_sdk_cognitoidentityprovider::Client::new(&config),
             apigw: aws_sdk_apigateway::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         }
     }
 
@@ -438,6 +446,15 @@ impl Sdk {
             .collect()
     }
 
+    /// The names of every log group.
+    pub async fn log_groups(&self) -> Vec<String> {
+        let out = self.logs.describe_log_groups().send().await.unwrap();
+        out.log_groups()
+            .iter()
+            .filter_map(|g| g.log_group_name().map(str::to_string))
+            .collect()
+    }
+
     /// Nothing of any stack is left in the emulator.
     pub async fn assert_empty(&self) {
         assert_eq!(self.role_names().await, Vec::<String>::new(), "roles left");
@@ -455,6 +472,11 @@ impl Sdk {
             self.apis().await,
             Vec::<(String, String)>::new(),
             "REST APIs left"
+        );
+        assert_eq!(
+            self.log_groups().await,
+            Vec::<String>::new(),
+            "log groups left"
         );
     }
 }

@@ -1,0 +1,233 @@
+//! The function's CloudWatch log group, `/aws/lambda/<stack>-handler`: made by `up`
+//! before the function (so Lambda writes into a group that is tagged and expires, not
+//! one it makes itself that is kept, and billed, forever), with the configured
+//! retention; adopted when Lambda made it first; deleted by `down`.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::{check_owner, create_once, Create, Ctx, Made, NEW, STACK_TAG};
+use crate::aws::SdkResultExt;
+use crate::errors::Result;
+use crate::plan::{decide, Decision, LogGroupSettings};
+
+pub const KIND: &str = "log_group";
+
+/// Where Lambda writes the function's logs.
+pub fn name(function: &str) -> String {
+    format!("/aws/lambda/{function}")
+}
+
+pub struct Found {
+    pub arn: String,
+    pub retention_days: i32,
+    pub tags: HashMap<String, String>,
+}
+
+/// The group, with its tags when `read_tags` (else none are read: a recorded group was
+/// tagged when provision made or adopted it); None when there is none.
+pub async fn find(ctx: &Ctx<'_>, read_tags: bool) -> Result<Option<Found>> {
+    let name = name(&ctx.function_name());
+    let out = ctx
+        .aws
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix(&name)
+        .send()
+        .await
+        .sdk()
+        .map_err(|e| e.fail(format!("reading log group {name}"), "DescribeLogGroups"))?;
+    let Some(group) = out
+        .log_groups()
+        .iter()
+        .find(|g| g.log_group_name() == Some(name.as_str()))
+    else {
+        return Ok(None);
+    };
+    // DescribeLogGroups' `arn` ends in `:*`; the tagging API wants it without.
+    let arn = group
+        .log_group_arn()
+        .map(str::to_string)
+        .or_else(|| group.arn().map(|a| a.trim_end_matches(":*").to_string()))
+        .unwrap_or_default();
+    let tags = if read_tags {
+        ctx.aws
+            .logs
+            .list_tags_for_resource()
+            .resource_arn(&arn)
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| {
+                e.fail(
+                    format!("reading the tags of log group {name}"),
+                    "ListTagsForResource",
+                )
+            })?
+            .tags()
+            .cloned()
+            .unwrap_or_default()
+    } else {
+        HashMap::from([(STACK_TAG.to_string(), ctx.stack.to_string())])
+    };
+    Ok(Some(Found {
+        arn,
+        // None: never expires.
+        retention_days: group.retention_in_days().unwrap_or(0),
+        tags,
+    }))
+}
+
+/// Lambda makes the group on the first invocation if it is missing, untagged: that
+/// one is our function's, and adopted. One tagged for another stack is not ours.
+fn check_ours(ctx: &Ctx<'_>, found: &Found, name: &str) -> Result<()> {
+    if found.tags.contains_key(STACK_TAG) {
+        check_owner(Some(&found.tags), ctx.stack, &format!("log group {name}"))?;
+    }
+    Ok(())
+}
+
+pub async fn ensure(ctx: &Ctx<'_>) -> Result<()> {
+    let started = Instant::now();
+    let name = name(&ctx.function_name());
+    let recorded = ctx.rec.get(KIND).is_some();
+    let want = LogGroupSettings {
+        retention_days: ctx.desired.log_retention_days,
+        tagged: true,
+    };
+    let found = find(ctx, !recorded).await?;
+    if let Some(f) = &found {
+        check_ours(ctx, f, &name)?;
+    }
+    let observed = found.as_ref().map(|f| LogGroupSettings {
+        retention_days: f.retention_days,
+        tagged: f.tags.get(STACK_TAG).map(String::as_str) == Some(ctx.stack),
+    });
+    let decision = decide(&want, observed.as_ref());
+    if ctx.apply && decision != Decision::Unchanged {
+        let arn = match &found {
+            Some(f) => f.arn.clone(),
+            None => create(ctx, &name).await?,
+        };
+        let (retention_differs, untagged) = match &decision {
+            Decision::Update(fields) => (
+                fields.contains(&"retention_days"),
+                fields.contains(&"tagged"),
+            ),
+            _ => (want.retention_days != 0, false),
+        };
+        if untagged {
+            ctx.aws
+                .logs
+                .tag_resource()
+                .resource_arn(&arn)
+                .tags(STACK_TAG, ctx.tag_value())
+                .send()
+                .await
+                .sdk()
+                .map_err(|e| e.fail(format!("tagging log group {name}"), "TagResource"))?;
+        }
+        if retention_differs {
+            set_retention(ctx, &name, want.retention_days).await?;
+        }
+    }
+    if ctx.apply {
+        ctx.rec.set(KIND, &name)?;
+    }
+    let id = if found.is_none() && !ctx.apply {
+        NEW
+    } else {
+        &name
+    };
+    ctx.finish(KIND, &super::shown(id, &name), &decision, recorded, started);
+    Ok(())
+}
+
+async fn create(ctx: &Ctx<'_>, name: &str) -> Result<String> {
+    let made = create_once(
+        Create::new(format!("creating log group {name}"), "CreateLogGroup"),
+        || async {
+            ctx.aws
+                .once
+                .logs
+                .create_log_group()
+                .log_group_name(name)
+                .tags(STACK_TAG, ctx.tag_value())
+                .send()
+                .await
+                .sdk()
+        },
+        || async {
+            let found = find(ctx, true).await?;
+            if let Some(f) = &found {
+                check_ours(ctx, f, name)?;
+            }
+            Ok(found.map(|f| f.arn))
+        },
+    )
+    .await?;
+    Ok(match made {
+        // CreateLogGroup answers nothing: the ARN is known from the name.
+        Made::New(_) => format!(
+            "arn:{}:logs:{}:{}:log-group:{name}",
+            ctx.partition, ctx.region, ctx.account
+        ),
+        Made::Found(arn) => arn,
+    })
+}
+
+/// `days` 0: never expire.
+async fn set_retention(ctx: &Ctx<'_>, name: &str, days: i32) -> Result<()> {
+    if days == 0 {
+        ctx.aws
+            .logs
+            .delete_retention_policy()
+            .log_group_name(name)
+            .send()
+            .await
+            .sdk()
+            .map(|_| ())
+            .map_err(|e| {
+                e.fail(
+                    format!("removing the retention of log group {name}"),
+                    "DeleteRetentionPolicy",
+                )
+            })
+    } else {
+        ctx.aws
+            .logs
+            .put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(days)
+            .send()
+            .await
+            .sdk()
+            .map(|_| ())
+            .map_err(|e| {
+                e.fail(
+                    format!("setting the retention of log group {name} to {days} days"),
+                    "PutRetentionPolicy",
+                )
+            })
+    }
+}
+
+/// Deletes the group (after the function: an invocation would make it again). Its
+/// name is the function's, which `down` has checked is this stack's: no read first.
+/// False when it was already gone.
+pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
+    let name = name(&ctx.function_name());
+    match ctx
+        .aws
+        .logs
+        .delete_log_group()
+        .log_group_name(&name)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e.fail(format!("deleting log group {name}"), "DeleteLogGroup")),
+    }
+}
