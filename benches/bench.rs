@@ -42,11 +42,21 @@ const FRESH_UP_DAG: &[(&str, &[&str])] = &[
         "apigateway:GetRestApis",
         &["cognito-idp:DescribeUserPoolDomain(preflight)"],
     ),
+    (
+        "logs:DescribeLogGroups",
+        &["cognito-idp:DescribeUserPoolDomain(preflight)"],
+    ),
+    ("logs:CreateLogGroup", &["logs:DescribeLogGroups"]),
+    ("logs:PutRetentionPolicy", &["logs:CreateLogGroup"]),
     ("iam:CreateRole", &["iam:GetRole"]),
     ("iam:AttachRolePolicy", &["iam:CreateRole"]),
     (
         "lambda:CreateFunction",
-        &["iam:CreateRole", "lambda:GetFunction"],
+        &[
+            "iam:CreateRole",
+            "lambda:GetFunction",
+            "logs:CreateLogGroup",
+        ],
     ),
     ("lambda:GetFunction(ready)", &["lambda:CreateFunction"]),
     ("cognito-idp:CreateUserPool", &["cognito-idp:ListUserPools"]),

@@ -14,6 +14,8 @@ use common::{Harness, Sdk};
 /// Every create of `up`, as the proxy names operations.
 const CREATES: &[&str] = &[
     "CreateRole",
+    "CreateLogGroup",
+    "PutRetentionPolicy",
     "AttachRolePolicy",
     "CreateFunction",
     "CreateUserPool",
@@ -31,6 +33,7 @@ const CREATES: &[&str] = &[
 
 /// Every delete of `down` (the function's permission goes with the function).
 const DELETES: &[&str] = &[
+    "DeleteLogGroup",
     "DeleteRestApi",
     "DeleteUserPool",
     "DeleteUserPoolDomain",
@@ -128,10 +131,21 @@ fn operation_names_every_request_provision_sends() {
 async fn a_lost_create_answer_never_duplicates_a_resource() {
     let h = Harness::new();
     let proxy = Proxy::start(&h.url);
+    // The client publishes its credentials, so the secret's create is lost too.
+    std::fs::write(
+        h.dir.path().join("provision.toml"),
+        "[[client]]\nname = \"client\"\nsecret = true\nreaders = [\"arn:aws:iam::000000000000:role/reader\"]\n",
+    )
+    .unwrap();
+    let with_secret: Vec<&str> = CREATES
+        .iter()
+        .copied()
+        .chain(["CreateSecret", "PutResourcePolicy"])
+        .collect();
     for how in [Lose::ServerError, Lose::Drop] {
         h.reset();
         proxy.clear_lost();
-        proxy.lose_answers(CREATES, how);
+        proxy.lose_answers(&with_secret, how);
         let up = h.run_via(&proxy, &["-o", "json", "up"]);
         let counts: Vec<String> = CREATES
             .iter()
@@ -156,7 +170,7 @@ async fn a_lost_create_answer_never_duplicates_a_resource() {
         let lost = proxy.lost_answers();
         let lost_ops: Vec<String> = lost.iter().map(|(op, _)| op.clone()).collect();
         assert_eq!(
-            missing_from(CREATES, &lost_ops),
+            missing_from(&with_secret, &lost_ops),
             Vec::<String>::new(),
             "creates whose answer was never lost ({how:?}): calls {:?}",
             up.calls
@@ -168,7 +182,11 @@ async fn a_lost_create_answer_never_duplicates_a_resource() {
             );
         }
         h.assert_one_stack().await;
-        let status = h.run(&["status"]);
+        let secrets = secrets_of(&h).await;
+        assert_eq!(secrets.len(), 1, "one secret ({how:?}): {secrets:?}");
+        // Through the proxy, as `up` ran: against an emulator the token URL (which the
+        // published secret holds) is the endpoint's own.
+        let status = h.run_via(&proxy, &["status"]);
         assert_eq!(
             status.code,
             0,
@@ -177,7 +195,7 @@ async fn a_lost_create_answer_never_duplicates_a_resource() {
         );
 
         proxy.clear_lost();
-        proxy.lose_answers(DELETES, how);
+        proxy.lose_answers(&[DELETES, &["DeleteSecret"]].concat(), how);
         let down = h.run_via(&proxy, &["-o", "json", "down"]);
         assert_eq!(
             down.code,
@@ -187,7 +205,7 @@ async fn a_lost_create_answer_never_duplicates_a_resource() {
             down.describe()
         );
         assert_eq!(
-            missing_from(DELETES, &proxy.lost()),
+            missing_from(&[DELETES, &["DeleteSecret"]].concat(), &proxy.lost()),
             Vec::<String>::new(),
             "deletes whose answer was never lost ({how:?}): calls {:?}",
             down.calls
@@ -199,6 +217,7 @@ async fn a_lost_create_answer_never_duplicates_a_resource() {
         );
         proxy.lose_answers(&[], how);
         h.aws().await.assert_empty().await;
+        assert!(secrets_of(&h).await.is_empty(), "secrets left ({how:?})");
         assert!(!h.state_file().exists(), "state file left ({how:?})");
     }
 }
@@ -246,6 +265,29 @@ async fn each_create_alone_losing_its_answer_costs_a_lookup_not_a_duplicate() {
         ));
     }
     println!("clean up: {baseline} requests\n{}", table.join("\n"));
+}
+
+/// The names of every Secrets Manager secret.
+async fn secrets_of(h: &Harness) -> Vec<String> {
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&h.url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
+            ),
+        )
+        .build();
+    let out = aws_sdk_secretsmanager::Client::new(&config)
+        .list_secrets()
+        .send()
+        .await
+        .unwrap();
+    out.secret_list()
+        .iter()
+        .filter_map(|s| s.name().map(str::to_string))
+        .collect()
 }
 
 /// The role name of a function's `Role` ARN.
