@@ -178,6 +178,47 @@ fn run(h: &Harness, via: Option<&Proxy>, concurrency: &str, args: &[&str], expec
     }
 }
 
+/// What shared state costs: fresh `up`, no-op `up` and `down` with the state in a local
+/// directory and on S3 (with its lease lock), bare and with 100 ms per request.
+fn state_table(h: &mut Harness, proxy: &Proxy, runs: usize) -> String {
+    let mut table = String::from(
+        "| state | setting | fresh `up` | no-op `up` | `down` |\n|---|---|---|---|---|\n",
+    );
+    let init = h.run(&["init-state", "s3://bench-state/ci"]);
+    assert_eq!(init.code, 0, "{}", init.describe());
+    for (label, location) in [
+        ("local directory", None),
+        ("S3 + lease lock", Some("s3://bench-state/ci")),
+    ] {
+        h.state_location = location.map(str::to_string);
+        for (setting, via) in [
+            ("bare emulator", None),
+            ("+100 ms per AWS request", Some(proxy)),
+        ] {
+            let mut secs: Vec<Vec<f64>> = vec![Vec::new(); 3];
+            let mut calls: Vec<Vec<f64>> = vec![Vec::new(); 3];
+            for _ in 0..runs {
+                // Keep the state bucket: only the stack's own resources go.
+                let _ = h.run(&["down"]);
+                for (i, args) in [&["up"][..], &["up"], &["down"]].iter().enumerate() {
+                    let s = run(h, via, "8", args, 0);
+                    secs[i].push(s.secs);
+                    calls[i].push(s.calls as f64);
+                }
+            }
+            let cells: Vec<String> = (0..3).map(|i| cell(&secs[i], &calls[i])).collect();
+            table.push_str(&format!(
+                "| {label} | {setting} | {} |\n",
+                cells.join(" | ")
+            ));
+            eprintln!("done: state in {label}, {setting}");
+        }
+    }
+    h.state_location = None;
+    h.reset();
+    table
+}
+
 /// Fresh and no-op `up` (and `status`) with N app clients, on the bare emulator.
 fn clients_table(h: &Harness, runs: usize) -> String {
     let mut table =
@@ -236,9 +277,17 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    let h = Harness::new();
+    let mut h = Harness::new();
     let proxy = Proxy::start(&h.url);
     proxy.set_latency(LATENCY);
+    // BENCH_TABLES=state (or main,clients,state): only those tables.
+    let tables = std::env::var("BENCH_TABLES").unwrap_or_else(|_| "main,clients,state".into());
+    if tables.split(',').any(|t| t == "state") {
+        println!("{}", state_table(&mut h, &proxy, runs));
+    }
+    if !tables.split(',').any(|t| t == "main") {
+        return;
+    }
     let commands: [(&str, &[&str], i32); 4] = [
         ("fresh up", &["up"], 0),
         ("no-op up", &["up"], 0),
@@ -299,6 +348,8 @@ fn main() {
     );
     println!("`provision --help`: {:.1} ms (median of 21).", median(help));
     println!();
-    println!("{}", clients_table(&h, runs));
+    if tables.split(',').any(|t| t == "clients") {
+        println!("{}", clients_table(&h, runs));
+    }
     println!("Medians of {runs} runs; wall time of the whole process, as a user sees it.");
 }

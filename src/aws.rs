@@ -10,7 +10,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeTransmitInterceptorContextRef, InterceptorContext,
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+    InterceptorContext,
 };
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
@@ -85,6 +86,39 @@ impl Intercept for Counter {
     }
 }
 
+/// S3's clock, as its last answer's `Date` header gave it: a lease lock's age is judged
+/// by S3's time, never the local one (see `store::s3`).
+static S3_DATE: Mutex<Option<String>> = Mutex::new(None);
+
+pub fn last_s3_date() -> Option<aws_smithy_types::DateTime> {
+    S3_DATE
+        .lock()
+        .expect("s3 date")
+        .as_deref()
+        .and_then(crate::store::s3::http_date)
+}
+
+#[derive(Debug)]
+struct S3Clock;
+
+impl Intercept for S3Clock {
+    fn name(&self) -> &'static str {
+        "provision-s3-clock"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(date) = context.response().headers().get("date") {
+            *S3_DATE.lock().expect("s3 date") = Some(date.to_string());
+        }
+        Ok(())
+    }
+}
+
 /// A quota error (`LimitExceededException` that is not about request rate) will not go
 /// away by retrying: report it at once instead of backing off. The SDK's standard
 /// classifier counts the code as throttling, and `RetryForbidden` overrides it.
@@ -127,7 +161,7 @@ pub fn is_quota_error(error_type_header: &str, body: &str) -> bool {
     limit && !body.to_ascii_lowercase().contains("rate")
 }
 
-/// The clients of the seven services the stack uses.
+/// The clients of the services the stack (and its state on S3) uses.
 #[derive(Clone, Debug)]
 pub struct Aws {
     pub iam: aws_sdk_iam::Client,
@@ -136,6 +170,8 @@ pub struct Aws {
     pub apigw: aws_sdk_apigateway::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// For state on S3 (never for the stack's resources).
+    pub s3: aws_sdk_s3::Client,
     pub sts: aws_sdk_sts::Client,
     /// The same services without the SDK's own retries: for creates, which must not be
     /// re-sent blindly when an answer is lost (see `resources::create_once`).
@@ -229,6 +265,20 @@ impl Aws {
             apigw: client!(aws_sdk_apigateway, "apigateway"),
             secrets: client!(aws_sdk_secretsmanager, "secretsmanager"),
             logs: client!(aws_sdk_cloudwatchlogs, "logs"),
+            s3: {
+                // An emulator answers on one host: bucket in the path, not the host name.
+                let mut builder = aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(sdk.endpoint_url().is_some())
+                    .interceptor(Counter {
+                        service: "s3",
+                        log: calls.clone(),
+                    })
+                    .interceptor(S3Clock);
+                for interceptor in extra("s3") {
+                    builder.push_interceptor(interceptor);
+                }
+                aws_sdk_s3::Client::from_conf(builder.build())
+            },
             sts: client!(aws_sdk_sts, "sts"),
             once: Once {
                 iam: client!(aws_sdk_iam, "iam", Some(RetryConfig::disabled())),

@@ -48,9 +48,36 @@ pub struct Cli {
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// Directory of state files; the file is <DIR>/<stack>.json [default: state]
-    #[arg(long, global = true, env = "PROVISION_STATE_DIR", value_name = "DIR")]
+    /// Where the state lives: a directory (<DIR>/<stack>.json, a local lock beside it),
+    /// or s3://BUCKET[/PREFIX] (shared by a team and CI, with a lease lock; see
+    /// `provision init-state`) [default: state]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISION_STATE_DIR",
+        value_name = "DIR|s3://BUCKET[/PREFIX]"
+    )]
     pub state_dir: Option<PathBuf>,
+
+    /// S3 lock lease in seconds, 5 to 3600: a lock not renewed for this long has
+    /// expired and is taken over [default: 60]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISION_LOCK_LEASE",
+        value_name = "SECONDS"
+    )]
+    pub lock_lease: Option<u64>,
+
+    /// Wait this long for a lock another run holds (local or S3), then exit 4
+    /// [default: 0, fail at once]
+    #[arg(
+        long,
+        global = true,
+        env = "PROVISION_LOCK_WAIT",
+        value_name = "SECONDS"
+    )]
+    pub lock_wait: Option<u64>,
 
     /// Config file (TOML) [default: ./provision.toml when it exists]
     #[arg(
@@ -115,6 +142,12 @@ pub enum Command {
     /// Print the handler's log events (oldest first, `<time> <message>`); --follow keeps
     /// printing new ones until interrupted
     Logs(LogsArgs),
+    /// Create (or check) an S3 bucket for shared state: versioning, default encryption,
+    /// public access blocked, TLS only; idempotent
+    InitState(InitStateArgs),
+    /// Remove the stack's lock when its holder is gone: an expired S3 lock (a live one
+    /// too with --force); prints who held it; exit 4 when a live lock stays
+    Unlock(UnlockArgs),
     /// Print the stack's resource graph (kinds, ids, parent → child edges) as Graphviz DOT,
     /// or JSON with -o json; from the configuration and the state file, no AWS call
     Graph(StackArgs),
@@ -129,6 +162,21 @@ pub struct LogsArgs {
     /// Keep polling for new events (every 2 s) until interrupted
     #[arg(long, short = 'f')]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitStateArgs {
+    /// s3://BUCKET[/PREFIX]
+    #[arg(value_name = "s3://BUCKET[/PREFIX]")]
+    pub location: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Remove the lock even while its lease runs (the holder may still be running:
+    /// only when you know it is not)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::cli::{Cli, StackArgs};
 use crate::consumers::{self, ClientSpec, MethodSpec};
 use crate::errors::{Error, Result};
+use crate::store::{self, Location, LockOpts};
 
 pub const DEFAULT_STACK: &str = "m2m-api";
 pub const DEFAULT_STATE_DIR: &str = "state";
@@ -47,6 +48,8 @@ pub struct FileConfig {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub state_dir: Option<PathBuf>,
+    pub lock_lease: Option<u64>,
+    pub lock_wait: Option<u64>,
     pub domain_prefix: Option<String>,
     pub scopes: Option<Vec<String>>,
     /// Days the function's logs are kept (0: never expire).
@@ -180,18 +183,14 @@ pub struct Target {
     /// None: resolve with the SDK's chain later (see `aws::resolve_region`).
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
-    pub state_dir: PathBuf,
+    /// Where the state and the lock live: a directory, or S3.
+    pub state: Location,
     /// 1: every step one after another; more: independent chains at the same time.
     pub concurrency: usize,
+    pub lock: LockOpts,
 }
 
 impl Target {
-    pub fn state_path(&self) -> PathBuf {
-        self.state_dir.join(format!("{}.json", self.stack))
-    }
-    pub fn lock_path(&self) -> PathBuf {
-        self.state_dir.join(format!("{}.lock", self.stack))
-    }
     pub fn is_local(&self) -> bool {
         self.endpoint_url.is_some()
     }
@@ -284,6 +283,19 @@ pub fn resolve_target(cli: &Cli, file: &FileConfig) -> Result<Target> {
         .clone()
         .or_else(|| file.state_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let state = Location::parse(&state_dir)?;
+    let lease = cli
+        .lock_lease
+        .or(file.lock_lease)
+        .unwrap_or(store::DEFAULT_LEASE.as_secs());
+    if !store::LEASE_RANGE.contains(&lease) {
+        return Err(Error::usage(format!(
+            "lock lease: {lease} s is out of range; use {} to {} seconds",
+            store::LEASE_RANGE.start(),
+            store::LEASE_RANGE.end()
+        )));
+    }
+    let wait = cli.lock_wait.or(file.lock_wait).unwrap_or(0);
     if cli.max_concurrency == 0 {
         return Err(Error::usage(
             "max concurrency: 0 would do nothing; use 1 or more",
@@ -293,8 +305,12 @@ pub fn resolve_target(cli: &Cli, file: &FileConfig) -> Result<Target> {
         stack,
         region,
         endpoint_url,
-        state_dir,
+        state,
         concurrency: cli.max_concurrency,
+        lock: LockOpts {
+            lease: std::time::Duration::from_secs(lease),
+            wait: std::time::Duration::from_secs(wait),
+        },
     })
 }
 

@@ -18,6 +18,7 @@ mod policy_doc;
 mod report;
 mod resources;
 mod state;
+mod store;
 
 use clap::Parser;
 
@@ -94,7 +95,7 @@ fn run(cli: Cli) -> Result<i32> {
             runtime.block_on(Box::pin(commands::status(&target, &desired, format)))
         }
         Command::Down => runtime.block_on(Box::pin(commands::down(&target, format))),
-        Command::Outputs => commands::outputs(&target, format),
+        Command::Outputs => runtime.block_on(commands::outputs(&target, format)),
         Command::Token(args) => {
             runtime.block_on(commands::token(&target, args.client.as_deref(), format))
         }
@@ -105,6 +106,11 @@ fn run(cli: Cli) -> Result<i32> {
             format,
         )),
         Command::Logs(args) => runtime.block_on(commands::logs(&target, args, format)),
-        Command::Graph(args) => commands::graph(&target, &desired_of(args)?, format),
+        Command::Graph(args) => {
+            let desired = desired_of(args)?;
+            runtime.block_on(commands::graph(&target, &desired, format))
+        }
+        Command::InitState(args) => runtime.block_on(commands::init_state(&target, args, format)),
+        Command::Unlock(args) => runtime.block_on(commands::unlock(&target, args, format)),
     }
 }

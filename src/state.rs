@@ -7,14 +7,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{Error, Result};
+use crate::store::Sink;
 
 pub const SCHEMA: u32 = 1;
 
@@ -81,20 +82,12 @@ impl StateFile {
     }
 }
 
-/// Reads the state file; `Ok(None)` when there is none. Anything unusable is an error
-/// (exit 2): we never guess, and never overwrite what we cannot read.
-pub fn load(path: &Path) -> Result<Option<StateFile>> {
-    let mut text = String::new();
-    match File::open(path) {
-        Ok(mut f) => f
-            .read_to_string(&mut text)
-            .map_err(|e| state_err(path, format!("cannot read it: {e}")))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(state_err(path, format!("cannot read it: {e}"))),
-    };
-    let raw: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+/// Parses a state file's text (`name` says where it came from, for errors). Anything
+/// unusable is an error (exit 2): we never guess, and never overwrite what we cannot read.
+pub fn parse(text: &str, name: &str) -> Result<StateFile> {
+    let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         state_err(
-            path,
+            name,
             format!("not valid JSON ({e}); move it away if it is not provision's"),
         )
     })?;
@@ -102,24 +95,23 @@ pub fn load(path: &Path) -> Result<Option<StateFile>> {
         Some(v) if v == SCHEMA as u64 => {}
         Some(v) => {
             return Err(state_err(
-                path,
+                name,
                 format!("schema version {v} is not {SCHEMA}, the one this provision reads; use the provision version that wrote it"),
             ))
         }
         None => {
             return Err(state_err(
-                path,
+                name,
                 "not a provision state file (no `schema`); move it away or use another --state-dir".into(),
             ))
         }
     }
-    let state: StateFile = serde_json::from_value(raw)
-        .map_err(|e| state_err(path, format!("malformed ({e}); move it away and run again: `up` and `down` find the stack by its tags")))?;
-    Ok(Some(state))
+    serde_json::from_value(raw)
+        .map_err(|e| state_err(name, format!("malformed ({e}); move it away and run again: `up` and `down` find the stack by its tags")))
 }
 
 /// Refuses a state file that belongs to another stack or region.
-pub fn check_matches(state: &StateFile, path: &Path, stack: &str, region: &str) -> Result<()> {
+pub fn check_matches(state: &StateFile, path: &str, stack: &str, region: &str) -> Result<()> {
     if state.stack != stack {
         return Err(state_err(
             path,
@@ -141,7 +133,7 @@ pub fn check_matches(state: &StateFile, path: &Path, stack: &str, region: &str) 
     Ok(())
 }
 
-pub fn check_account(state: &StateFile, path: &Path, account: &str) -> Result<()> {
+pub fn check_account(state: &StateFile, path: &str, account: &str) -> Result<()> {
     match &state.account {
         Some(a) if a != account => Err(state_err(
             path,
@@ -153,9 +145,9 @@ pub fn check_account(state: &StateFile, path: &Path, account: &str) -> Result<()
     }
 }
 
-fn state_err(path: &Path, message: String) -> Error {
+fn state_err(path: &str, message: String) -> Error {
     Error::State {
-        path: path.display().to_string(),
+        path: path.to_string(),
         message,
     }
 }
@@ -197,20 +189,22 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
-/// The state of one run: the file's path and its content, saved after each change.
-/// Shared by the concurrent chains of `up`; a dry run never writes.
+/// The state of one run, saved to its store after each change. Shared by the
+/// concurrent steps of `up`; a dry run records to no store.
 pub struct Recorder {
-    path: PathBuf,
+    sink: Sink,
     inner: Mutex<StateFile>,
-    write: bool,
+    /// Serializes writes, and holds what was last written (so a write that a later
+    /// one already covered is skipped, and the newest always lands last).
+    written: tokio::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl Recorder {
-    pub fn new(path: PathBuf, state: StateFile, write: bool) -> Self {
+    pub fn new(sink: Sink, state: StateFile) -> Self {
         Recorder {
-            path,
+            sink,
             inner: Mutex::new(state),
-            write,
+            written: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -243,110 +237,52 @@ impl Recorder {
         self.inner.lock().expect("state lock").resources.is_empty()
     }
 
-    /// Applies `change` and saves the file when it changed anything.
-    pub fn update(&self, change: impl FnOnce(&mut StateFile)) -> Result<()> {
-        let mut state = self.inner.lock().expect("state lock");
-        let before = state.clone();
-        change(&mut state);
-        if !self.write || *state == before {
+    /// Applies `change` and saves the state when it changed anything.
+    pub async fn update(&self, change: impl FnOnce(&mut StateFile)) -> Result<()> {
+        {
+            let mut state = self.inner.lock().expect("state lock");
+            let before = state.clone();
+            change(&mut state);
+            if *state == before {
+                return Ok(());
+            }
+        }
+        let mut written = self.written.lock().await;
+        let bytes = serde_json::to_vec_pretty(&*self.inner.lock().expect("state lock"))
+            .expect("state serializes");
+        if written.as_ref() == Some(&bytes) {
             return Ok(());
         }
-        let bytes = serde_json::to_vec_pretty(&*state).expect("state serializes");
-        write_atomic(&self.path, &bytes)
+        self.sink.write(bytes.clone()).await?;
+        *written = Some(bytes);
+        Ok(())
     }
 
-    pub fn set(&self, key: &str, id: &str) -> Result<()> {
+    pub async fn set(&self, key: &str, id: &str) -> Result<()> {
         self.update(|s| {
             s.resources.insert(key.to_string(), id.to_string());
         })
+        .await
     }
 
-    pub fn remove(&self, key: &str) -> Result<()> {
+    pub async fn remove(&self, key: &str) -> Result<()> {
         self.update(|s| {
             s.resources.remove(key);
         })
+        .await
     }
 
-    /// Deletes the file (after `down`).
-    pub fn delete_file(&self) -> Result<()> {
-        if !self.write {
-            return Ok(());
-        }
-        match fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(
-                format!("removing state file {}", self.path.display()),
-                e,
-            )),
-        }
-    }
-}
-
-/// An exclusive lock per stack, held for the whole run. The OS releases it when the
-/// process dies, so a lock left by a killed run never blocks the next one.
-#[derive(Debug)]
-pub struct StackLock {
-    _file: File,
-}
-
-impl StackLock {
-    pub fn acquire(path: &Path) -> Result<StackLock> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating state directory {}", dir.display()), e))?;
-        }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::io(format!("opening lock file {}", path.display()), e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder.trim();
-                let holder = if holder.is_empty() {
-                    "another process".to_string()
-                } else {
-                    holder.to_string()
-                };
-                return Err(Error::Locked(format!(
-                    "stack is locked by {holder} (lock file {}); wait for that run to finish",
-                    path.display()
-                )));
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(Error::io(format!("locking {}", path.display()), e))
-            }
-        }
-        let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o600));
-        let host = fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "unknown host".into());
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let info = format!(
-            "pid {} on {host} since {} (unix time {since})",
-            std::process::id(),
-            crate::report::utc_timestamp(since)
-        );
-        let _ = file.set_len(0);
-        let _ = (&file).write_all(info.as_bytes());
-        let _ = file.sync_all();
-        Ok(StackLock { _file: file })
+    /// Deletes the state (after `down`).
+    pub async fn delete_file(&self) -> Result<()> {
+        let _written = self.written.lock().await;
+        self.sink.delete().await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn sample() -> StateFile {
         let mut s = StateFile::new("m2m-api", "us-east-1", Some("http://127.0.0.1:4566"));
@@ -361,18 +297,17 @@ mod tests {
         s
     }
 
-    #[test]
-    fn round_trip_and_mode_0600() {
+    #[tokio::test]
+    async fn round_trip_and_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/m2m-api.json");
         let rec = Recorder::new(
-            path.clone(),
+            Sink::File(path.clone()),
             StateFile::new("m2m-api", "us-east-1", None),
-            true,
         );
         let s = sample();
-        rec.update(|st| *st = s.clone()).unwrap();
-        let loaded = load(&path).unwrap().unwrap();
+        rec.update(|st| *st = s.clone()).await.unwrap();
+        let loaded = parse(&fs::read_to_string(&path).unwrap(), "s.json").unwrap();
         assert_eq!(loaded, s);
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -402,17 +337,13 @@ mod tests {
 
     #[test]
     fn unusable_files_are_refused_with_exit_2() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.json");
-        assert!(load(&path).unwrap().is_none());
         for (content, says) in [
             ("not json", "not valid JSON"),
             ("{\"hello\": 1}", "not a provision state file"),
             ("{\"schema\": 99, \"stack\": \"a\"}", "schema version 99"),
             ("{\"schema\": 1, \"stack\": 5}", "malformed"),
         ] {
-            fs::write(&path, content).unwrap();
-            let err = load(&path).unwrap_err();
+            let err = parse(content, "s.json").unwrap_err();
             assert_eq!(err.exit_code(), 2);
             assert!(err.to_string().contains(says), "{content}: {err}");
         }
@@ -421,7 +352,7 @@ mod tests {
     #[test]
     fn foreign_stack_region_or_account_is_refused() {
         let s = sample();
-        let p = Path::new("s.json");
+        let p = "s.json";
         assert!(check_matches(&s, p, "m2m-api", "us-east-1").is_ok());
         assert!(check_matches(&s, p, "other", "us-east-1")
             .unwrap_err()
@@ -435,29 +366,13 @@ mod tests {
         assert!(check_account(&s, p, "123456789012").is_err());
     }
 
-    #[test]
-    fn dry_recorder_never_writes() {
+    #[tokio::test]
+    async fn dry_recorder_never_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
-        let rec = Recorder::new(path.clone(), sample(), false);
-        rec.set("rest_api", "abc").unwrap();
+        let rec = Recorder::new(Sink::None, sample());
+        rec.set("rest_api", "abc").await.unwrap();
         assert!(!path.exists());
         assert_eq!(rec.get("rest_api").as_deref(), Some("abc"));
-    }
-
-    #[test]
-    fn second_lock_fails_and_names_the_holder() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.lock");
-        let first = StackLock::acquire(&path).unwrap();
-        let err = StackLock::acquire(&path).expect_err("second lock must fail");
-        assert_eq!(err.exit_code(), 4);
-        assert!(
-            err.to_string()
-                .contains(&format!("pid {}", std::process::id())),
-            "{err}"
-        );
-        drop(first);
-        StackLock::acquire(&path).expect("free again once released");
     }
 }

@@ -213,6 +213,41 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
     ok(&["up", "--scope", "users/read", "--scope", "users/write"]);
     ok(&["down"]);
     sdk.assert_empty().await;
+
+    // State on S3 (the bucket made by an administrator, as `init-state` would).
+    let s3 = {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&h.url)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
+                ),
+            )
+            .build();
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        )
+    };
+    s3.create_bucket()
+        .bucket("m2m-provision-state")
+        .send()
+        .await
+        .unwrap();
+    let on_s3 = |args: &[&str]| {
+        let mut all = vec!["--state-dir", "s3://m2m-provision-state/ci"];
+        all.extend_from_slice(args);
+        ok(&all);
+    };
+    on_s3(&["up"]);
+    on_s3(&["status"]);
+    on_s3(&["outputs"]);
+    on_s3(&["unlock"]);
+    on_s3(&["down"]);
+    sdk.assert_empty().await;
     calls.into_inner()
 }
 

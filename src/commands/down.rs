@@ -3,30 +3,50 @@
 
 use std::time::Instant;
 
-use super::{context, emit, open, sorted, Run};
+use super::{context, emit, open, sorted, Open, Run, Session};
 use crate::cli::{Format, StackArgs};
 use crate::config::{self, FileConfig, Target};
 use crate::errors::{exit, Error, Result};
 use crate::graph::{self, Node};
 use crate::report::{self, Action, Done, RunReport};
 use crate::resources::{domain, function, log_group, rest_api, role, secret, user_pool, Ctx};
-use crate::state::{Recorder, StackLock, StateFile};
+use crate::state::{Recorder, StateFile};
+use crate::store::Sink;
 
 pub async fn down(target: &Target, format: Format) -> Result<i32> {
     let started = Instant::now();
-    let _lock = StackLock::acquire(&target.lock_path())?;
-    let session = open(target).await?;
+    let mut session = open(
+        target,
+        Open {
+            lock: true,
+            account: true,
+        },
+    )
+    .await?;
+    let result = take_down(&session, target, format, started).await;
+    session.release().await;
+    result
+}
+
+async fn take_down(
+    session: &Session,
+    target: &Target,
+    format: Format,
+    started: Instant,
+) -> Result<i32> {
     let recorded = session.state(target);
-    let rec = Recorder::new(
-        session.state_path.clone(),
-        recorded.clone(),
-        session.existing.is_some(),
-    );
+    // Without a state there is nothing to keep current (nor to delete at the end).
+    let sink = if session.existing.is_some() {
+        session.store.sink()
+    } else {
+        Sink::None
+    };
+    let rec = Recorder::new(sink, recorded.clone());
     // The stack as configured does not matter: everything of it goes, whatever the
     // configuration says now (no client publishes a secret, so all secrets go too).
     let desired = config::resolve_desired(&StackArgs::default(), &FileConfig::default())?;
     let ctx = context(
-        &session,
+        session,
         target,
         &rec,
         Run {
@@ -52,7 +72,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         Err(Error::Interrupted) => {
             report::warn(&format!(
                 "stopped: what is gone is recorded in {}; run `provision down` again to finish",
-                session.state_path.display()
+                session.store.name()
             ));
             true
         }
@@ -60,7 +80,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
     };
     if !interrupted {
         // Last: the state file, once nothing it names is left.
-        rec.delete_file()?;
+        rec.delete_file().await?;
     }
     let done = sorted(ctx.done.into_inner().expect("done"), &desired);
     emit(
@@ -103,7 +123,7 @@ fn tell(ctx: &Ctx<'_>, kind: &'static str, id: &str, name: Option<&str>, gone: b
 }
 
 /// What went with `parent`, as the state file knew it: reported, and forgotten.
-fn cascaded(ctx: &Ctx<'_>, recorded: &StateFile, parent: &Node, gone: bool) -> Result<()> {
+async fn cascaded(ctx: &Ctx<'_>, recorded: &StateFile, parent: &Node, gone: bool) -> Result<()> {
     let t = Instant::now();
     for kind in graph::cascades(parent) {
         for (key, value) in &recorded.resources {
@@ -125,7 +145,7 @@ fn cascaded(ctx: &Ctx<'_>, recorded: &StateFile, parent: &Node, gone: bool) -> R
                 _ => (value.clone(), None),
             };
             tell(ctx, kind, &id, name, gone, t);
-            ctx.rec.remove(key)?;
+            ctx.rec.remove(key).await?;
         }
     }
     Ok(())
@@ -151,8 +171,8 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
                     .unwrap_or_else(|| ctx.api_name());
                 tell(ctx, rest_api::KIND, &id, None, false, t);
             }
-            cascaded(ctx, recorded, node, gone_any)?;
-            ctx.rec.remove(rest_api::KIND)?;
+            cascaded(ctx, recorded, node, gone_any).await?;
+            ctx.rec.remove(rest_api::KIND).await?;
         }
         Node::OtherSecrets => {
             let _activity = report::activity("deleting secrets");
@@ -180,9 +200,9 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
                 gone_any |= gone;
                 tell(ctx, user_pool::KIND, &pool.id, None, gone, t);
             }
-            cascaded(ctx, recorded, node, gone_any)?;
+            cascaded(ctx, recorded, node, gone_any).await?;
             for key in [user_pool::KIND, domain::KIND] {
-                ctx.rec.remove(key)?;
+                ctx.rec.remove(key).await?;
             }
         }
         Node::Function => {
@@ -202,21 +222,21 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
                     t,
                 );
             }
-            cascaded(ctx, recorded, node, gone)?;
-            ctx.rec.remove(function::KIND)?;
+            cascaded(ctx, recorded, node, gone).await?;
+            ctx.rec.remove(function::KIND).await?;
         }
         Node::LogGroup => {
             let _activity = report::activity("deleting log_group");
             let gone = log_group::delete(ctx).await?;
             let name = log_group::name(&ctx.function_name());
             tell(ctx, log_group::KIND, &name, None, gone, t);
-            ctx.rec.remove(log_group::KIND)?;
+            ctx.rec.remove(log_group::KIND).await?;
         }
         Node::Role => {
             let _activity = report::activity("deleting iam_role");
             let (name, gone) = role::delete(ctx).await?;
             tell(ctx, role::KIND, &name, None, gone, t);
-            ctx.rec.remove(role::KIND)?;
+            ctx.rec.remove(role::KIND).await?;
         }
         other => unreachable!("{other:?} is not deleted by itself"),
     }

@@ -6,13 +6,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::aws::{self, Aws, SdkResultExt};
+use super::{open, Open};
+use crate::aws::{Aws, SdkResultExt};
 use crate::cli::{Format, LogsArgs};
-use crate::config::{self, Target};
+use crate::config::Target;
 use crate::errors::{exit, Error, Result};
 use crate::report;
 use crate::resources::log_group;
-use crate::state;
 
 /// How often `--follow` asks for new events.
 const FOLLOW_EVERY: Duration = Duration::from_secs(2);
@@ -29,14 +29,15 @@ pub async fn logs(target: &Target, args: &LogsArgs, format: Format) -> Result<i3
             "--follow prints lines as they come; -o json is for one answer: drop one of them",
         ));
     }
-    let recorded = state::load(&target.state_path())?;
-    let region = match (&target.region, &recorded) {
-        (Some(r), _) => r.clone(),
-        (None, Some(s)) => s.region.clone(),
-        (None, None) => aws::resolve_region(None, target.is_local()).await?,
-    };
-    config::check_partition(&region, target.is_local())?;
-    let aws = Aws::connect(&region, target.endpoint_url.as_deref()).await;
+    let session = open(
+        target,
+        Open {
+            lock: false,
+            account: false,
+        },
+    )
+    .await?;
+    let aws = &session.aws;
     let group = log_group::name(&format!("{}-handler", target.stack));
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -44,7 +45,7 @@ pub async fn logs(target: &Target, args: &LogsArgs, format: Format) -> Result<i3
         .unwrap_or(0);
     let mut start = now_ms - since.as_millis() as i64;
     let mut seen = HashSet::new();
-    let events = fetch(&aws, &group, start, &mut seen).await?;
+    let events = fetch(aws, &group, start, &mut seen).await?;
     match format {
         Format::Json => {
             report::emit_json(&json!({
@@ -63,7 +64,7 @@ pub async fn logs(target: &Target, args: &LogsArgs, format: Format) -> Result<i3
     // Until Ctrl-C, which ends the process as usual.
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
-        let new = fetch(&aws, &group, start, &mut seen).await?;
+        let new = fetch(aws, &group, start, &mut seen).await?;
         print(&new);
         if let Some((t, _)) = new.last() {
             start = *t;

@@ -7,6 +7,7 @@ mod down;
 mod logs;
 mod read;
 mod show_graph;
+mod state_cmds;
 mod status;
 mod up;
 
@@ -14,6 +15,7 @@ pub use down::down;
 pub use logs::logs;
 pub use read::{credentials, invoke, outputs, token};
 pub use show_graph::graph;
+pub use state_cmds::{init_state, unlock};
 pub use status::status;
 pub use up::up;
 
@@ -28,53 +30,105 @@ use crate::package;
 use crate::report::{self, Done};
 use crate::resources::Ctx;
 use crate::state::{self, Recorder, StateFile};
+use crate::store::{self, Location, Lock, Store};
 
 /// Everything a command that talks to AWS sets up first.
 struct Session {
     aws: Aws,
+    /// Known when the command asked STS (those that change or compare the stack).
     account: String,
     region: String,
-    state_path: std::path::PathBuf,
+    store: Store,
+    lock: Option<Lock>,
     existing: Option<StateFile>,
 }
 
 impl Session {
-    /// The state to start from: the file's, or a new one for this stack and region.
+    /// The state to start from: the store's, or a new one for this stack and region.
     fn state(&self, target: &Target) -> StateFile {
         self.existing.clone().unwrap_or_else(|| {
             StateFile::new(&target.stack, &self.region, target.endpoint_url.as_deref())
         })
     }
+
+    /// Releases the lock (an S3 lock is deleted; a local one unlocked).
+    async fn release(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            lock.release().await;
+        }
+    }
 }
 
-/// Loads and checks the state file, then connects and learns the account.
-/// Everything that can fail on bad input fails here, before any write.
-async fn open(target: &Target) -> Result<Session> {
-    let state_path = target.state_path();
-    let existing = state::load(&state_path)?;
-    let region = match (&target.region, &existing) {
+/// What `open` does besides reading the state.
+#[derive(Clone, Copy)]
+struct Open {
+    /// Take the stack's lock (`up`, `down`); reads take none.
+    lock: bool,
+    /// Ask STS for the account (and check the state is for it).
+    account: bool,
+}
+
+/// Resolves the region, connects, takes the lock if asked, reads and checks the state.
+/// Everything that can fail on bad input fails here, before any write; on an error
+/// after the lock was taken, the lock is released.
+async fn open(target: &Target, how: Open) -> Result<Session> {
+    // A local state file pins the region unless one is named (read again under the lock).
+    let pinned = match &target.state {
+        Location::Dir(dir) => store::file::FileStore::new(dir, &target.stack)
+            .read()?
+            .map(|t| state::parse(&t, &target.state.state_name(&target.stack)))
+            .transpose()?
+            .map(|s| s.region),
+        Location::S3 { .. } => None,
+    };
+    let region = match (&target.region, pinned) {
         (Some(r), _) => r.clone(),
-        // A state file pins the region, unless the user named one.
-        (None, Some(s)) => s.region.clone(),
+        (None, Some(r)) => r,
         (None, None) => aws::resolve_region(None, target.is_local()).await?,
     };
     config::check_partition(&region, target.is_local())?;
-    if let Some(s) = &existing {
-        state::check_matches(s, &state_path, &target.stack, &region)?;
-    }
     let aws = Aws::connect(&region, target.endpoint_url.as_deref()).await;
-    let account = aws.account().await?;
-    if let Some(s) = &existing {
-        state::check_account(s, &state_path, &account)?;
-    }
-    report::info(&format!("account {account}, region {region}"));
-    Ok(Session {
+    let store = Store::open(&target.state, &target.stack, &aws.s3);
+    store.check().await?;
+    let lock = if how.lock {
+        Some(store.lock(target.lock).await?)
+    } else {
+        None
+    };
+    let mut session = Session {
         aws,
-        account,
+        account: String::new(),
         region,
-        state_path,
-        existing,
-    })
+        store,
+        lock,
+        existing: None,
+    };
+    match checked(&mut session, target, how).await {
+        Ok(()) => Ok(session),
+        Err(e) => {
+            session.release().await;
+            Err(e)
+        }
+    }
+}
+
+async fn checked(session: &mut Session, target: &Target, how: Open) -> Result<()> {
+    let name = session.store.name();
+    session.existing = session.store.load().await?;
+    if let Some(s) = &session.existing {
+        state::check_matches(s, &name, &target.stack, &session.region)?;
+    }
+    if how.account {
+        session.account = session.aws.account().await?;
+        if let Some(s) = &session.existing {
+            state::check_account(s, &name, &session.account)?;
+        }
+        report::info(&format!(
+            "account {}, region {}",
+            session.account, session.region
+        ));
+    }
+    Ok(())
 }
 
 fn resolve_prefix(desired: &Desired, account: &str, region: &str, stack: &str) -> Result<String> {
@@ -224,8 +278,12 @@ mod tests {
             stack: "s".into(),
             region: Some("eu-west-1".into()),
             endpoint_url: endpoint.map(str::to_string),
-            state_dir: "state".into(),
+            state: Location::Dir("state".into()),
             concurrency: 8,
+            lock: store::LockOpts {
+                lease: store::DEFAULT_LEASE,
+                wait: std::time::Duration::ZERO,
+            },
         }
     }
 

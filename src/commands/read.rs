@@ -3,41 +3,42 @@
 
 use serde_json::json;
 
-use crate::aws::Aws;
+use super::{open, Open, Session};
 use crate::cli::{Format, InvokeArgs};
 use crate::client;
 use crate::config::Target;
 use crate::errors::{exit, Error, Result};
 use crate::report;
 use crate::resources::app_client;
-use crate::state::{self, Outputs, StateFile};
+use crate::state::Outputs;
 
-/// The state file of a stack that is up, for the commands that only read it.
-fn recorded_outputs(target: &Target) -> Result<(StateFile, Outputs)> {
-    let path = target.state_path();
-    let state = state::load(&path)?.ok_or_else(|| {
+/// The state of a stack that is up, for the commands that only read it (no lock).
+async fn recorded_outputs(target: &Target) -> Result<(Session, Outputs)> {
+    let session = open(
+        target,
+        Open {
+            lock: false,
+            account: false,
+        },
+    )
+    .await?;
+    let name = session.store.name();
+    let state = session.existing.as_ref().ok_or_else(|| {
         Error::usage(format!(
-            "no state file {}: the stack `{}` is not up here; run `provision up` first (or pass --state-dir)",
-            path.display(),
+            "no state {name}: the stack `{}` is not up there; run `provision up` first (or pass --state-dir)",
             target.stack
         ))
     })?;
-    let region = target
-        .region
-        .clone()
-        .unwrap_or_else(|| state.region.clone());
-    state::check_matches(&state, &path, &target.stack, &region)?;
     let outputs = state.outputs.clone().ok_or_else(|| {
         Error::usage(format!(
-            "state file {}: no outputs yet (the last `up` did not finish); run `provision up`",
-            path.display()
+            "state {name}: no outputs yet (the last `up` did not finish); run `provision up`"
         ))
     })?;
-    Ok((state, outputs))
+    Ok((session, outputs))
 }
 
-pub fn outputs(target: &Target, format: Format) -> Result<i32> {
-    let (_, outputs) = recorded_outputs(target)?;
+pub async fn outputs(target: &Target, format: Format) -> Result<i32> {
+    let (_, outputs) = recorded_outputs(target).await?;
     match format {
         Format::Json => report::emit_json(&json!(outputs)),
         Format::Human => report::emit_text(&report::outputs_human(&outputs)),
@@ -70,24 +71,22 @@ fn client_id(outputs: &Outputs, name: Option<&str>) -> Result<String> {
 
 /// The client's credentials: its id, its secret and the scopes it may ask for.
 async fn client_credentials(
-    target: &Target,
-    state: &StateFile,
+    session: &Session,
     outputs: &Outputs,
     name: Option<&str>,
 ) -> Result<(String, app_client::Credentials)> {
     let id = client_id(outputs, name)?;
-    let aws = Aws::connect(&state.region, target.endpoint_url.as_deref()).await;
-    let credentials = app_client::credentials(&aws, &outputs.user_pool_id, &id).await?;
+    let credentials = app_client::credentials(&session.aws, &outputs.user_pool_id, &id).await?;
     Ok((id, credentials))
 }
 
 async fn fresh_token(
     target: &Target,
-    state: &StateFile,
+    session: &Session,
     outputs: &Outputs,
     name: Option<&str>,
 ) -> Result<client::Token> {
-    let (id, credentials) = client_credentials(target, state, outputs, name).await?;
+    let (id, credentials) = client_credentials(session, outputs, name).await?;
     client::token(
         &outputs.token_url,
         &id,
@@ -99,8 +98,8 @@ async fn fresh_token(
 }
 
 pub async fn token(target: &Target, client: Option<&str>, format: Format) -> Result<i32> {
-    let (state, outputs) = recorded_outputs(target)?;
-    let token = fresh_token(target, &state, &outputs, client).await?;
+    let (session, outputs) = recorded_outputs(target).await?;
+    let token = fresh_token(target, &session, &outputs, client).await?;
     match format {
         Format::Json => report::emit_json(&json!(token)),
         Format::Human => report::emit_text(&token.access_token),
@@ -115,12 +114,12 @@ pub async fn invoke(target: &Target, args: &InvokeArgs, format: Format) -> Resul
             args.path
         )));
     }
-    let (state, outputs) = recorded_outputs(target)?;
+    let (session, outputs) = recorded_outputs(target).await?;
     let token = if args.no_token {
         None
     } else {
         Some(
-            fresh_token(target, &state, &outputs, args.client.as_deref())
+            fresh_token(target, &session, &outputs, args.client.as_deref())
                 .await?
                 .access_token,
         )
@@ -146,8 +145,8 @@ pub async fn invoke(target: &Target, args: &InvokeArgs, format: Format) -> Resul
 /// The one command that prints a client secret: on explicit request, to stdout only;
 /// nothing is written anywhere.
 pub async fn credentials(target: &Target, client: Option<&str>, format: Format) -> Result<i32> {
-    let (state, outputs) = recorded_outputs(target)?;
-    let (id, credentials) = client_credentials(target, &state, &outputs, client).await?;
+    let (session, outputs) = recorded_outputs(target).await?;
+    let (id, credentials) = client_credentials(&session, &outputs, client).await?;
     let scope = credentials.scopes.join(" ");
     match format {
         Format::Json => report::emit_json(&json!({

@@ -1,16 +1,25 @@
 //! `graph`: the stack's resource graph as the scheduler sees it, from the configuration
 //! and the state file (no AWS call): Graphviz DOT, or JSON with `-o json`.
 
+use super::{open, Open};
 use crate::cli::Format;
 use crate::config::{Desired, Target};
 use crate::errors::{exit, Result};
 use crate::graph::{self, Node};
 use crate::report;
-use crate::resources::{permission, role, stage};
-use crate::state;
+use crate::resources::{log_group, permission, role, stage};
 
-pub fn graph(target: &Target, desired: &Desired, format: Format) -> Result<i32> {
-    let recorded = state::load(&target.state_path())?;
+pub async fn graph(target: &Target, desired: &Desired, format: Format) -> Result<i32> {
+    // No lock, no account: with local state, no AWS call at all.
+    let session = open(
+        target,
+        Open {
+            lock: false,
+            account: false,
+        },
+    )
+    .await?;
+    let recorded = session.existing;
     // The region as far as it is known without asking anyone.
     let region = target
         .region
@@ -36,6 +45,7 @@ pub fn graph(target: &Target, desired: &Desired, format: Format) -> Result<i32> 
         match node {
             Node::Role => or(role::KIND, role::regional_name(stack, &region)),
             Node::Function => or(node.kind(), format!("{stack}-handler")),
+            Node::LogGroup => log_group::name(&format!("{stack}-handler")),
             Node::Pool => or(node.kind(), format!("{stack}-pool")),
             Node::Domain => or(
                 node.kind(),

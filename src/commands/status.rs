@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::converge::converge;
-use super::{context, open, resolve_prefix, sorted, Run};
+use super::{context, open, resolve_prefix, sorted, Open, Run};
 use crate::cli::Format;
 use crate::config::{Desired, Target};
 use crate::errors::{exit, Result};
@@ -12,6 +12,7 @@ use crate::package;
 use crate::plan::{self, Health};
 use crate::report;
 use crate::state::Recorder;
+use crate::store::Sink;
 
 pub async fn status(target: &Target, desired: &Desired, format: Format) -> Result<i32> {
     let package = match package::build(
@@ -26,9 +27,16 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
         }
         Err(e) => return Err(e),
     };
-    let session = open(target).await?;
+    let session = open(
+        target,
+        Open {
+            lock: false,
+            account: true,
+        },
+    )
+    .await?;
     let prefix = resolve_prefix(desired, &session.account, &session.region, &target.stack)?;
-    let rec = Recorder::new(session.state_path.clone(), session.state(target), false);
+    let rec = Recorder::new(Sink::None, session.state(target));
     let ctx = context(
         &session,
         target,

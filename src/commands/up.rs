@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::converge::converge;
-use super::{check_handler, context, emit, open, resolve_prefix, sorted, Run};
+use super::{check_handler, context, emit, open, resolve_prefix, sorted, Open, Run, Session};
 use crate::cli::Format;
 use crate::client;
 use crate::config::{Desired, Target};
@@ -12,7 +12,8 @@ use crate::errors::{exit, Error, Result};
 use crate::package;
 use crate::report::{self, RunReport};
 use crate::resources::{domain, stage, user_pool};
-use crate::state::{Outputs, Recorder, StackLock};
+use crate::state::{Outputs, Recorder};
+use crate::store::Sink;
 
 pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Format) -> Result<i32> {
     let started = Instant::now();
@@ -23,24 +24,48 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
         desired.architecture,
     )?;
     check_handler(target, desired, &package)?;
-    let _lock = if dry_run {
-        None
-    } else {
-        Some(StackLock::acquire(&target.lock_path())?)
-    };
-    let session = open(target).await?;
+    let mut session = open(
+        target,
+        Open {
+            lock: !dry_run,
+            account: true,
+        },
+    )
+    .await?;
+    let result = converge_stack(
+        &session, target, desired, dry_run, format, &package, started,
+    )
+    .await;
+    session.release().await;
+    result
+}
+
+async fn converge_stack(
+    session: &Session,
+    target: &Target,
+    desired: &Desired,
+    dry_run: bool,
+    format: Format,
+    package: &package::Package,
+    started: Instant,
+) -> Result<i32> {
     let prefix = resolve_prefix(desired, &session.account, &session.region, &target.stack)?;
     let mut state = session.state(target);
     state.account = Some(session.account.clone());
-    let rec = Recorder::new(session.state_path.clone(), state, !dry_run);
+    let sink = if dry_run {
+        Sink::None
+    } else {
+        session.store.sink()
+    };
+    let rec = Recorder::new(sink, state);
     let ctx = context(
-        &session,
+        session,
         target,
         &rec,
         Run {
             desired,
             prefix: &prefix,
-            package: Some(&package),
+            package: Some(package),
             apply: !dry_run,
             show: true,
         },
@@ -64,7 +89,7 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
         Err(Error::Interrupted) => {
             report::warn(&format!(
                 "stopped: what was done is recorded in {}; run `provision up` again to finish (or `provision down` to remove it)",
-                session.state_path.display()
+                session.store.name()
             ));
             let done = sorted(ctx.done.into_inner().expect("done"), desired);
             emit(
@@ -104,7 +129,7 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
         region: session.region.clone(),
         stack: target.stack.clone(),
     };
-    rec.update(|s| s.outputs = Some(outputs.clone()))?;
+    rec.update(|s| s.outputs = Some(outputs.clone())).await?;
     let done = sorted(ctx.done.into_inner().expect("done"), desired);
     emit(
         format,

@@ -265,7 +265,7 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle, spec: &ClientSpec) -> Result<C
                 Made::Found(id) => id,
             };
             let old = std::mem::replace(&mut id, new_id);
-            ctx.rec.set(&key, &id)?;
+            ctx.rec.set(&key, &id).await?;
             if replace {
                 delete(ctx, &pool.id, &old).await?;
             }
@@ -287,7 +287,7 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle, spec: &ClientSpec) -> Result<C
                 .sdk()
                 .map_err(|e| e.fail(format!("updating app client {id}"), "UpdateUserPoolClient"))?;
         }
-        ctx.rec.set(&key, &id)?;
+        ctx.rec.set(&key, &id).await?;
     }
     ctx.finish_named(
         KIND,
@@ -320,7 +320,7 @@ pub async fn sweep(ctx: &Ctx<'_>, pool: &Handle) -> Result<()> {
         let started = Instant::now();
         if ctx.apply {
             delete(ctx, &pool.id, &id).await?;
-            ctx.rec.remove(&state_key(name))?;
+            ctx.rec.remove(&state_key(name)).await?;
         }
         ctx.finish_extra(KIND, &id, Some(name), started);
     }

@@ -119,7 +119,7 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, pool: &Handle) -> Result<Handle
             }
             Decision::Unchanged => {}
         }
-        ctx.rec.set(KIND, &id)?;
+        ctx.rec.set(KIND, &id).await?;
     }
     ctx.finish(
         KIND,

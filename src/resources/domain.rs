@@ -75,10 +75,10 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle, current: Option<&str>) -> Resu
         }
         if decision != Decision::Unchanged {
             create(ctx, &pool.id).await?;
-            ctx.rec.set(KIND, prefix)?;
+            ctx.rec.set(KIND, prefix).await?;
             wait_active(ctx, &pool.id).await?;
         }
-        ctx.rec.set(KIND, prefix)?;
+        ctx.rec.set(KIND, prefix).await?;
     }
     ctx.finish(KIND, prefix, &decision, recorded, started);
     Ok(())

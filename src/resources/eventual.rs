@@ -82,9 +82,8 @@ pub(super) async fn fixture(rules: Vec<(&'static str, Rule)>) -> Fixture {
             .unwrap(),
         },
         rec: Recorder::new(
-            dir.path().join("s.json"),
+            crate::store::Sink::File(dir.path().join("s.json")),
             StateFile::new("s", "us-east-1", None),
-            true,
         ),
         package: Package {
             binary: Err("not inspected".into()),

@@ -156,7 +156,7 @@ pub async fn ensure(
                     .await;
                 if let Ok(created) = &created {
                     arn = created.clone();
-                    ctx.rec.set(KIND, &name)?;
+                    ctx.rec.set(KIND, &name).await?;
                 }
                 attached?;
                 created?;
@@ -212,9 +212,9 @@ pub async fn ensure(
                             )
                         })?;
                 }
-                ctx.rec.set(KIND, &name)?;
+                ctx.rec.set(KIND, &name).await?;
             }
-            Decision::Unchanged => ctx.rec.set(KIND, &name)?,
+            Decision::Unchanged => ctx.rec.set(KIND, &name).await?,
         }
     }
     let fresh = found.is_none();

@@ -132,7 +132,7 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<()> {
         }
     }
     if ctx.apply {
-        ctx.rec.set(KIND, &name)?;
+        ctx.rec.set(KIND, &name).await?;
     }
     let id = if found.is_none() && !ctx.apply {
         NEW

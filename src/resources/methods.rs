@@ -270,8 +270,8 @@ pub async fn ensure(
             }
             put(ctx, &api.handle.id, resource_id, verb, path, &want).await?;
         }
-        ctx.rec.set(&key, resource_id)?;
-        ctx.rec.remove(&legacy_key)?;
+        ctx.rec.set(&key, resource_id).await?;
+        ctx.rec.remove(&legacy_key).await?;
     }
     ctx.finish(
         KIND,
@@ -295,7 +295,7 @@ pub async fn sweep(ctx: &Ctx<'_>, api: &Api) -> Result<()> {
         let started = Instant::now();
         if ctx.apply {
             delete_method(ctx, &api.handle.id, &m.resource_id, &m.verb, &m.path).await?;
-            ctx.rec.remove(&state_key(&m.verb, &m.path))?;
+            ctx.rec.remove(&state_key(&m.verb, &m.path)).await?;
         }
         ctx.finish_extra(KIND, &format!("{} {}", m.verb, m.path), None, started);
     }

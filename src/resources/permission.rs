@@ -171,7 +171,7 @@ pub async fn ensure(ctx: &Ctx<'_>, function: &Handle, api: &Handle) -> Result<()
             )
             .await?;
         }
-        ctx.rec.set(KIND, STATEMENT_ID)?;
+        ctx.rec.set(KIND, STATEMENT_ID).await?;
     }
     ctx.finish(KIND, STATEMENT_ID, &decision, recorded, started);
     Ok(())

@@ -111,7 +111,7 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<()> {
         }
     }
     if ctx.apply {
-        ctx.rec.set(KIND, &identifier)?;
+        ctx.rec.set(KIND, &identifier).await?;
     }
     ctx.finish(KIND, &identifier, &decision, recorded, started);
     Ok(())

@@ -185,7 +185,7 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Api> {
         (_, None) => unreachable!("only Create has nothing observed"),
     };
     if ctx.apply {
-        ctx.rec.set(KIND, &id)?;
+        ctx.rec.set(KIND, &id).await?;
     }
     ctx.finish(KIND, &shown(&id, &name), &decision, recorded, started);
     Ok(Api {

@@ -112,7 +112,7 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
         match &decision {
             Decision::Create => {
                 let arn = create(ctx, &name).await?;
-                ctx.rec.set(KIND, &name)?;
+                ctx.rec.set(KIND, &name).await?;
                 ctx.finish(KIND, &name, &decision, recorded, started);
                 return Ok(Role {
                     handle: Handle::new(name, arn, true),
@@ -129,7 +129,7 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
         if found.region().is_none() {
             claim(ctx, &name).await?;
         }
-        ctx.rec.set(KIND, &name)?;
+        ctx.rec.set(KIND, &name).await?;
     }
     let fresh = found.is_none();
     let id = if fresh && !ctx.apply {

@@ -211,7 +211,7 @@ pub async fn ensure(
         }
     }
     if ctx.apply {
-        ctx.rec.set(&key, &name)?;
+        ctx.rec.set(&key, &name).await?;
     }
     let id = if observed.is_none() && !ctx.apply {
         NEW
@@ -321,7 +321,7 @@ pub async fn sweep(ctx: &Ctx<'_>, down: bool) -> Result<()> {
         let started = Instant::now();
         if ctx.apply {
             delete(ctx, &secret).await?;
-            ctx.rec.remove(&state_key(&client))?;
+            ctx.rec.remove(&state_key(&client)).await?;
         }
         ctx.finish_extra(KIND, &secret, Some(&client), started);
     }

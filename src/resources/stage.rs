@@ -139,14 +139,16 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()>
         deployment_id = out_id;
     }
     if ctx.apply {
-        ctx.rec.set(KIND, STAGE)?;
+        ctx.rec.set(KIND, STAGE).await?;
         if let Some(deployment_id) = deployment_id {
-            ctx.rec.update(|s| {
-                s.deployed = Some(crate::state::Deployed {
-                    deployment_id,
-                    definition: definition.to_string(),
+            ctx.rec
+                .update(|s| {
+                    s.deployed = Some(crate::state::Deployed {
+                        deployment_id,
+                        definition: definition.to_string(),
+                    })
                 })
-            })?;
+                .await?;
         }
     }
     ctx.finish(KIND, STAGE, &decision, recorded, started);

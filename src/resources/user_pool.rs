@@ -215,7 +215,7 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Pool> {
         (_, None) => unreachable!("only Create has nothing observed"),
     };
     if ctx.apply {
-        ctx.rec.set(KIND, &id)?;
+        ctx.rec.set(KIND, &id).await?;
     }
     ctx.finish(KIND, &shown(&id, &name), &decision, recorded, started);
     Ok(Pool {

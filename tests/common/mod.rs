@@ -121,6 +121,9 @@ pub struct Harness {
     pub url: String,
     pub dir: tempfile::TempDir,
     pub stack: String,
+    /// Where `provision` keeps the state (PROVISION_STATE_DIR): by default a directory
+    /// of the test's own; tests of shared state set an s3:// location.
+    pub state_location: Option<String>,
 }
 
 impl Harness {
@@ -137,6 +140,7 @@ impl Harness {
             url: emulator.url.clone(),
             dir: tempfile::tempdir().unwrap(),
             stack: STACK.to_string(),
+            state_location: None,
         }
     }
 
@@ -224,7 +228,12 @@ impl Harness {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_ENDPOINT_URL", &self.url)
-            .env("PROVISION_STATE_DIR", self.state_dir())
+            .env(
+                "PROVISION_STATE_DIR",
+                self.state_location
+                    .clone()
+                    .unwrap_or_else(|| self.state_dir().display().to_string()),
+            )
             .env("PROVISION_STACK", &self.stack)
             .env("PROVISION_HANDLER", handler_binary())
             .env("PROVISION_CALL_LOG", self.call_log())

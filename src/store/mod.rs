@@ -1,0 +1,252 @@
+//! Where a stack's state lives, and how one run at a time is ensured: a local directory
+//! (`<dir>/<stack>.json` written atomically, a `flock`ed `<stack>.lock`) or S3
+//! (`s3://BUCKET/PREFIX`: `<stack>.json` written with conditional writes, and a lease
+//! lock `<stack>.lock` that a dead holder cannot wedge). A command opens the store once;
+//! resource modules only ever see the `Recorder`, never which store it is.
+
+pub mod file;
+pub mod s3;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::errors::{Error, Result};
+use crate::state::{self, StateFile};
+
+/// The default lease of an S3 lock, and its bounds.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+pub const LEASE_RANGE: std::ops::RangeInclusive<u64> = 5..=3600;
+
+/// Where the state is: `--state-dir DIR` or `--state-dir s3://BUCKET[/PREFIX]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Dir(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Location {
+    pub fn parse(raw: &Path) -> Result<Location> {
+        let text = raw.to_string_lossy();
+        let Some(rest) = text.strip_prefix("s3://") else {
+            return Ok(Location::Dir(raw.to_path_buf()));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        validate_bucket(bucket).map_err(|why| {
+            Error::usage(format!(
+                "state location `{text}`: {why}; write it as s3://BUCKET[/PREFIX]"
+            ))
+        })?;
+        Ok(Location::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+        })
+    }
+
+    /// The state's address, for messages: a path or an s3:// URL.
+    pub fn state_name(&self, stack: &str) -> String {
+        self.name(&format!("{stack}.json"))
+    }
+
+    pub fn lock_name(&self, stack: &str) -> String {
+        self.name(&format!("{stack}.lock"))
+    }
+
+    fn name(&self, file: &str) -> String {
+        match self {
+            Location::Dir(d) => d.join(file).display().to_string(),
+            Location::S3 { bucket, prefix } => {
+                format!("s3://{bucket}/{}", s3::key(prefix, file))
+            }
+        }
+    }
+}
+
+/// S3's rules for bucket names (general purpose buckets):
+/// https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html
+fn validate_bucket(bucket: &str) -> std::result::Result<(), String> {
+    if bucket.is_empty() {
+        return Err("no bucket".into());
+    }
+    let ok_chars = bucket
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    let edges = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ip_like = bucket.split('.').count() == 4
+        && bucket
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    if !(3..=63).contains(&bucket.len()) {
+        Err(format!("bucket name `{bucket}` must be 3 to 63 characters"))
+    } else if !ok_chars {
+        Err(format!(
+            "bucket name `{bucket}` may hold only a-z, 0-9, . and -"
+        ))
+    } else if !edges(bucket.chars().next()) || !edges(bucket.chars().last()) {
+        Err(format!(
+            "bucket name `{bucket}` must start and end with a letter or digit"
+        ))
+    } else if bucket.contains("..") || ip_like {
+        Err(format!(
+            "bucket name `{bucket}` must not hold `..` or look like an IP address"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// How long a run holds and waits for the lock.
+#[derive(Debug, Clone, Copy)]
+pub struct LockOpts {
+    /// An S3 lock not renewed for this long has expired (local locks die with their process).
+    pub lease: Duration,
+    /// How long to wait for a held lock before exit 4 (0: not at all).
+    pub wait: Duration,
+}
+
+/// The state store of one stack.
+pub enum Store {
+    Dir(file::FileStore),
+    S3(s3::S3Store),
+}
+
+/// A held lock. `release` it at the end (after an error too); a local lock also goes
+/// when the process dies, an S3 one when its lease runs out.
+pub enum Lock {
+    File(file::FileLock),
+    S3(s3::LeaseLock),
+}
+
+impl Lock {
+    pub async fn release(self) {
+        match self {
+            Lock::File(l) => drop(l),
+            Lock::S3(l) => l.release().await,
+        }
+    }
+}
+
+impl Store {
+    pub fn open(location: &Location, stack: &str, s3_client: &aws_sdk_s3::Client) -> Store {
+        match location {
+            Location::Dir(dir) => Store::Dir(file::FileStore::new(dir, stack)),
+            Location::S3 { bucket, prefix } => {
+                Store::S3(s3::S3Store::new(s3_client.clone(), bucket, prefix, stack))
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Store::Dir(f) => f.path().display().to_string(),
+            Store::S3(s) => s.state_url(),
+        }
+    }
+
+    /// The store is there: for S3, the bucket (exit 2 naming it when it is not).
+    pub async fn check(&self) -> Result<()> {
+        match self {
+            Store::Dir(_) => Ok(()),
+            Store::S3(s) => s.check_bucket().await,
+        }
+    }
+
+    pub async fn lock(&self, opts: LockOpts) -> Result<Lock> {
+        match self {
+            Store::Dir(f) => Ok(Lock::File(f.lock(opts.wait).await?)),
+            Store::S3(s) => Ok(Lock::S3(s.lock(opts).await?)),
+        }
+    }
+
+    /// The state, if there is one; anything unusable is an error (exit 2).
+    pub async fn load(&self) -> Result<Option<StateFile>> {
+        let name = self.name();
+        let text = match self {
+            Store::Dir(f) => f.read()?,
+            Store::S3(s) => s.read().await?,
+        };
+        text.map(|t| state::parse(&t, &name)).transpose()
+    }
+
+    /// Where the `Recorder` writes.
+    pub fn sink(&self) -> Sink {
+        match self {
+            Store::Dir(f) => Sink::File(f.path().to_path_buf()),
+            Store::S3(s) => Sink::S3(s.clone()),
+        }
+    }
+}
+
+/// Where the bytes of the state go.
+pub enum Sink {
+    File(PathBuf),
+    S3(s3::S3Store),
+    /// Nowhere: a dry run, `status`.
+    None,
+}
+
+impl Sink {
+    pub async fn write(&self, bytes: Vec<u8>) -> Result<()> {
+        match self {
+            Sink::File(path) => state::write_atomic(path, &bytes),
+            Sink::S3(s) => s.write(bytes).await,
+            Sink::None => Ok(()),
+        }
+    }
+
+    pub async fn delete(&self) -> Result<()> {
+        match self {
+            Sink::File(path) => match std::fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(
+                    format!("removing state file {}", path.display()),
+                    e,
+                )),
+            },
+            Sink::S3(s) => s.delete().await,
+            Sink::None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_locations_parse_and_name_their_objects() {
+        assert_eq!(
+            Location::parse(Path::new("state")).unwrap(),
+            Location::Dir("state".into())
+        );
+        let s3 = Location::parse(Path::new("s3://team-state/ci/stacks/")).unwrap();
+        assert_eq!(
+            s3,
+            Location::S3 {
+                bucket: "team-state".into(),
+                prefix: "ci/stacks".into()
+            }
+        );
+        assert_eq!(s3.state_name("m2m"), "s3://team-state/ci/stacks/m2m.json");
+        assert_eq!(
+            Location::parse(Path::new("s3://b-1.x"))
+                .unwrap()
+                .lock_name("m2m"),
+            "s3://b-1.x/m2m.lock"
+        );
+        for (bad, says) in [
+            ("s3://", "no bucket"),
+            ("s3:///prefix", "no bucket"),
+            ("s3://ab", "3 to 63"),
+            ("s3://Team-State", "a-z"),
+            ("s3://-team", "start and end"),
+            ("s3://a..b", "`..`"),
+            ("s3://192.168.1.1", "IP address"),
+            ("s3://under_score", "a-z"),
+        ] {
+            let err = Location::parse(Path::new(bad)).unwrap_err();
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
+    }
+}

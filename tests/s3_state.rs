@@ -1,0 +1,476 @@
+//! State on S3, shared by a team: conditional writes, a lease lock that a dead holder
+//! cannot wedge, reads from anywhere, `init-state` and `unlock`. Two "machines" are two
+//! working directories with their own local state directories: only S3 is shared.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::ByteStream;
+use serde_json::Value;
+
+use common::proxy::Proxy;
+use common::{actions, Harness, Run};
+
+const BUCKET: &str = "provision-team-state";
+const PREFIX: &str = "ci";
+
+fn state_dir() -> String {
+    format!("s3://{BUCKET}/{PREFIX}")
+}
+
+fn s3(url: &str) -> aws_sdk_s3::Client {
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
+            ),
+        )
+        .build();
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+/// `provision` as seen from another machine: its own working and state directories.
+fn elsewhere(h: &Harness, name: &str) -> Command {
+    let dir = h.dir.path().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut c = h.command();
+    c.current_dir(&dir)
+        .env("HOME", &dir)
+        .env("PROVISION_STATE_DIR", dir.join("state"))
+        .env("PROVISION_CALL_LOG", dir.join("calls.log"));
+    c
+}
+
+fn with_s3(args: &[&str]) -> Vec<String> {
+    let mut all = vec!["--state-dir".to_string(), state_dir()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    all
+}
+
+fn run_s3(h: &Harness, cmd: Command, args: &[&str]) -> Run {
+    let all = with_s3(args);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    h.run_with(cmd, &all)
+}
+
+fn init(h: &Harness) {
+    let r = h.run(&["init-state", &state_dir()]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+}
+
+async fn keys(s3: &aws_sdk_s3::Client) -> Vec<String> {
+    let out = s3.list_objects_v2().bucket(BUCKET).send().await.unwrap();
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+async fn object(s3: &aws_sdk_s3::Client, key: &str) -> Option<String> {
+    let out = s3.get_object().bucket(BUCKET).key(key).send().await.ok()?;
+    let bytes = out.body.collect().await.unwrap().into_bytes();
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn state_key(h: &Harness) -> String {
+    format!("{PREFIX}/{}.json", h.stack)
+}
+
+fn lock_key(h: &Harness) -> String {
+    format!("{PREFIX}/{}.lock", h.stack)
+}
+
+#[tokio::test]
+async fn init_state_makes_a_locked_down_bucket_and_is_idempotent() {
+    let h = Harness::new();
+    init(&h);
+    init(&h);
+    let s3 = s3(&h.url);
+    let versioning = s3
+        .get_bucket_versioning()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        versioning.status().map(|s| s.as_str()),
+        Some("Enabled"),
+        "versioning"
+    );
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert!(encryption.server_side_encryption_configuration().is_some());
+    let block = s3
+        .get_public_access_block()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let b = block.public_access_block_configuration().unwrap();
+    assert_eq!(
+        (
+            b.block_public_acls(),
+            b.ignore_public_acls(),
+            b.block_public_policy(),
+            b.restrict_public_buckets()
+        ),
+        (Some(true), Some(true), Some(true), Some(true))
+    );
+    let policy = s3.get_bucket_policy().bucket(BUCKET).send().await.unwrap();
+    assert!(
+        policy.policy().unwrap().contains("aws:SecureTransport"),
+        "TLS only"
+    );
+    let bad = h.run(&["init-state", "state-dir"]);
+    assert_eq!(bad.code, 2, "{}", bad.describe());
+}
+
+#[tokio::test]
+async fn two_machines_share_one_stack_and_one_lock() {
+    let mut h = Harness::new();
+    h.state_location = Some(state_dir());
+    init(&h);
+    let s3 = s3(&h.url);
+    // Started together on two machines: one wins, the other exits 4 naming the holder.
+    let a = spawn_s3(&elsewhere(&h, "a"), &["up"]);
+    let b = spawn_s3(&elsewhere(&h, "b"), &["up"]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(4)),
+        "one wins, one is locked out: {codes:?}\n{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let loser = if a.status.code() == Some(4) { &a } else { &b };
+    let said = String::from_utf8_lossy(&loser.stderr);
+    assert!(
+        said.contains("locked by pid") && said.contains("lease runs out"),
+        "{said}"
+    );
+    h.assert_one_stack().await;
+    assert_eq!(
+        keys(&s3).await,
+        vec![state_key(&h)],
+        "the state, no lock left"
+    );
+
+    // With --lock-wait both succeed: the second waits, then finds nothing to do.
+    let a = spawn_s3(
+        &elsewhere(&h, "a"),
+        &["-o", "json", "--lock-wait", "60", "up", "--memory", "256"],
+    );
+    let b = spawn_s3(
+        &elsewhere(&h, "b"),
+        &["-o", "json", "--lock-wait", "60", "up", "--memory", "256"],
+    );
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert_eq!(
+        a.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let reports: Vec<Value> = [&a, &b]
+        .iter()
+        .map(|o| serde_json::from_slice(&o.stdout).unwrap())
+        .collect();
+    let all_unchanged = |r: &Value| actions(r).iter().all(|(_, _, act)| act == "unchanged");
+    assert_eq!(
+        reports.iter().filter(|r| all_unchanged(r)).count(),
+        1,
+        "the one that waited found it done: {reports:?}"
+    );
+    h.assert_one_stack().await;
+
+    // Reads from a third machine: status, outputs, token, invoke.
+    let c = || elsewhere(&h, "c");
+    assert_eq!(run_s3(&h, c(), &["status", "--memory", "256"]).code, 0);
+    let outputs = run_s3(&h, c(), &["-o", "json", "outputs"]);
+    assert_eq!(outputs.code, 0, "{}", outputs.describe());
+    assert_eq!(
+        outputs.json(),
+        reports[0]["outputs"],
+        "the same outputs from anywhere"
+    );
+    assert_eq!(run_s3(&h, c(), &["token"]).code, 0);
+    let call = run_s3(&h, c(), &["-o", "json", "invoke"]);
+    assert_eq!(call.json()["status"], 200);
+
+    // No object in S3, in any version, holds the client secret.
+    let sdk = h.aws().await;
+    let (pool, _) = sdk.pools().await.remove(0);
+    let (client, _) = sdk.clients(&pool).await.remove(0);
+    let secret = sdk
+        .cognito
+        .describe_user_pool_client()
+        .user_pool_id(&pool)
+        .client_id(&client)
+        .send()
+        .await
+        .unwrap()
+        .user_pool_client()
+        .unwrap()
+        .client_secret()
+        .unwrap()
+        .to_string();
+    let versions = s3
+        .list_object_versions()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .unwrap();
+    assert!(!versions.versions().is_empty());
+    for v in versions.versions() {
+        let out = s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(v.key().unwrap())
+            .set_version_id(v.version_id().map(str::to_string))
+            .send()
+            .await
+            .unwrap();
+        let bytes = out.body.collect().await.unwrap().into_bytes();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&secret),
+            "{:?} holds the secret",
+            v.key()
+        );
+    }
+
+    let down = run_s3(&h, c(), &["down"]);
+    assert_eq!(down.code, 0, "{}", down.describe());
+    sdk.assert_empty().await;
+    assert!(keys(&s3).await.is_empty(), "neither state nor lock left");
+}
+
+fn spawn_s3(cmd: &Command, args: &[&str]) -> Child {
+    let mut c = Command::new(cmd.get_program());
+    c.current_dir(cmd.get_current_dir().unwrap());
+    c.env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.args(with_s3(args))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_holder_blocks_only_until_its_lease_runs_out() {
+    let mut h = Harness::new();
+    h.state_location = Some(state_dir());
+    init(&h);
+    let s3 = s3(&h.url);
+    let proxy = Proxy::start(&h.url);
+    // Killed with SIGKILL in the middle of `up`, holding a 5 s lease.
+    proxy.hold_at(8);
+    let mut holder = {
+        let mut c = h.command_via(&proxy);
+        c.args(with_s3(&["--lock-lease", "5", "up"]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().unwrap()
+    };
+    assert!(
+        proxy.wait_held(Duration::from_secs(30)),
+        "the holder got going"
+    );
+    let dead = holder.id();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    proxy.release();
+    assert!(object(&s3, &lock_key(&h)).await.is_some(), "its lock stays");
+
+    // Inside the lease: exit 4, naming the dead holder and when its lease runs out.
+    let early = run_s3(&h, elsewhere(&h, "b"), &["up"]);
+    assert_eq!(early.code, 4, "{}", early.describe());
+    assert!(
+        early.stderr.contains(&format!("pid {dead}")) && early.stderr.contains("lease runs out"),
+        "{}",
+        early.stderr
+    );
+    // After it: taken over with a warning, the stack converges, the lock goes.
+    let taken = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    let late = run_s3(&h, elsewhere(&h, "b"), &["up"]);
+    assert_eq!(late.code, 0, "{}", late.describe());
+    assert!(
+        late.stderr.contains("took over the lock") && late.stderr.contains(&format!("pid {dead}")),
+        "{}",
+        late.stderr
+    );
+    println!(
+        "a dead holder's 5 s lease: taken over {:.1} s after the kill",
+        taken.elapsed().as_secs_f64()
+    );
+    h.assert_one_stack().await;
+    assert_eq!(object(&s3, &lock_key(&h)).await, None, "lock released");
+    assert_eq!(run_s3(&h, elsewhere(&h, "b"), &["down"]).code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_changed_under_a_run_stops_it_and_nothing_is_overwritten() {
+    let h = Harness::new();
+    init(&h);
+    let s3 = s3(&h.url);
+    let proxy = Proxy::start(&h.url);
+    proxy.set_latency(Duration::from_millis(150));
+    let run = {
+        let mut c = h.command_via(&proxy);
+        c.args(with_s3(&["up"]))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    // As soon as the run has written the state once, another writer changes it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut theirs = None;
+    while Instant::now() < deadline {
+        if let Some(text) = object(&s3, &state_key(&h)).await {
+            let mut v: Value = serde_json::from_str(&text).unwrap();
+            v["resources"]["written_by"] = Value::String("someone else".into());
+            let body = v.to_string();
+            s3.put_object()
+                .bucket(BUCKET)
+                .key(state_key(&h))
+                .body(ByteStream::from(body.clone().into_bytes()))
+                .send()
+                .await
+                .unwrap();
+            theirs = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let theirs = theirs.expect("the run wrote its state");
+    let out = run.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("changed by another run"), "{stderr}");
+    assert_eq!(
+        object(&s3, &state_key(&h)).await.as_deref(),
+        Some(theirs.as_str()),
+        "the other writer's state is intact"
+    );
+    assert_eq!(object(&s3, &lock_key(&h)).await, None, "lock released");
+}
+
+#[tokio::test]
+async fn unlock_removes_an_expired_lock_and_a_live_one_only_with_force() {
+    let h = Harness::new();
+    init(&h);
+    let s3 = s3(&h.url);
+    let lock = |lease: u64| {
+        serde_json::json!({
+            "id": "0123456789abcdef", "pid": 4242, "host": "ci-runner-7", "user": "ci",
+            "started": "2026-11-29T00:00:00Z", "lease_seconds": lease,
+        })
+        .to_string()
+    };
+    let put = |body: String| {
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(lock_key(&h))
+            .body(ByteStream::from(body.into_bytes()))
+            .send()
+    };
+    put(lock(600)).await.unwrap();
+    let live = h.run(&["--state-dir", &state_dir(), "unlock"]);
+    assert_eq!(live.code, 4, "{}", live.describe());
+    assert!(
+        live.stderr.contains("pid 4242 on ci-runner-7"),
+        "{}",
+        live.stderr
+    );
+    let forced = h.run(&["--state-dir", &state_dir(), "unlock", "--force"]);
+    assert_eq!(forced.code, 0, "{}", forced.describe());
+    assert!(forced.stdout.contains("pid 4242"), "{}", forced.stdout);
+    assert_eq!(object(&s3, &lock_key(&h)).await, None);
+
+    put(lock(1)).await.unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let expired = h.run(&["--state-dir", &state_dir(), "-o", "json", "unlock"]);
+    assert_eq!(expired.code, 0, "{}", expired.describe());
+    assert!(expired.json()["removed"]
+        .as_str()
+        .unwrap()
+        .contains("pid 4242"));
+    let none = h.run(&["--state-dir", &state_dir(), "unlock"]);
+    assert_eq!(none.code, 0);
+    assert!(none.stdout.contains("No lock"), "{}", none.stdout);
+}
+
+#[tokio::test]
+async fn bad_s3_state_is_refused_before_anything_is_made() {
+    let h = Harness::new();
+    let s3 = s3(&h.url);
+    for (location, says) in [
+        ("s3://", "no bucket"),
+        ("s3://Bad_Bucket", "bucket name"),
+        ("s3://no-such-state-bucket/x", "provision init-state"),
+    ] {
+        let r = h.run(&["--state-dir", location, "up"]);
+        assert_eq!(r.code, 2, "{location}: {}", r.describe());
+        assert!(r.stderr.contains(says), "{location}: {}", r.stderr);
+        assert!(
+            r.calls.iter().all(|c| c == "s3:HeadBucket"),
+            "{location}: nothing but a look at the bucket: {:?}",
+            r.calls
+        );
+    }
+    init(&h);
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(state_key(&h))
+        .body(ByteStream::from_static(b"{ not json"))
+        .send()
+        .await
+        .unwrap();
+    for args in [&["up"][..], &["down"], &["status"], &["outputs"]] {
+        let r = run_s3(&h, h.command(), args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.describe());
+        assert!(r.stderr.contains("not valid JSON"), "{}", r.stderr);
+        // The lock was taken and given back (S3 writes); nothing else was written.
+        let writes: Vec<_> = r
+            .writes()
+            .into_iter()
+            .filter(|c| !c.starts_with("s3:"))
+            .collect();
+        assert!(writes.is_empty(), "{args:?}: {writes:?}");
+    }
+    assert_eq!(
+        object(&s3, &state_key(&h)).await.as_deref(),
+        Some("{ not json"),
+        "the unreadable state is not overwritten"
+    );
+    assert_eq!(
+        object(&s3, &lock_key(&h)).await,
+        None,
+        "no lock left behind"
+    );
+    h.aws().await.assert_empty().await;
+}
