@@ -43,15 +43,15 @@ pub fn check_unzipped(binary: &Path, size: u64) -> Result<()> {
 }
 
 /// Lambda takes a zip of at most 50 MB in the request itself; a bigger one must come
-/// from S3, which provision does not do yet.
+/// from S3, which provision does through the state bucket when the state is on S3.
 pub fn check_zipped(binary: &Path, size: u64) -> Result<()> {
     if size <= MAX_ZIPPED {
         return Ok(());
     }
     Err(Error::usage(format!(
         "handler binary {}: its zip is {} ({size} bytes), over Lambda's limit of {} \
-         ({MAX_ZIPPED} bytes) for a direct upload, and upload through S3 is not \
-         supported yet; {SHRINK}",
+         ({MAX_ZIPPED} bytes) for a direct upload; with state on S3 \
+         (--state-dir s3://BUCKET) it would go through the bucket; or {SHRINK}",
         binary.display(),
         mb(size),
         mb(MAX_ZIPPED),
@@ -66,9 +66,28 @@ pub struct Package {
     pub code_sha256: String,
 }
 
+impl Package {
+    /// Too big to send in the request: it must go through S3.
+    pub fn needs_s3(&self) -> bool {
+        self.zip.len() as u64 > MAX_ZIPPED
+    }
+
+    /// The hex SHA-256 of the zip (artifact names).
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(Sha256::digest(&self.zip))
+    }
+}
+
 /// Reads the handler binary and packs it. Checks Lambda's size limits on the way, for
-/// AWS and the local emulator alike, so `up` stops before its first AWS call.
-pub fn build(binary: &Path, given: bool, arch: crate::config::Arch) -> Result<Package> {
+/// AWS and the local emulator alike, so `up` stops before its first AWS call. With
+/// `via_s3` (the state is on S3) a zip over the direct-upload limit is allowed: it goes
+/// through the state bucket (see `function`).
+pub fn build(
+    binary: &Path,
+    given: bool,
+    arch: crate::config::Arch,
+    via_s3: bool,
+) -> Result<Package> {
     let unreadable = |e: std::io::Error| {
         let how = "build it first: `cargo build --release -p handler` for the local emulator, \
                    `scripts/build-lambda` (cargo lambda) for AWS; or pass --handler PATH";
@@ -101,7 +120,9 @@ pub fn build(binary: &Path, given: bool, arch: crate::config::Arch) -> Result<Pa
     // Again on what was read: a size on disk can be 0 for a pipe or a special file.
     check_unzipped(binary, bytes.len() as u64)?;
     let zip = zip_bootstrap(&bytes);
-    check_zipped(binary, zip.len() as u64)?;
+    if !via_s3 {
+        check_zipped(binary, zip.len() as u64)?;
+    }
     let code_sha256 = aws_smithy_types::base64::encode(Sha256::digest(&zip));
     Ok(Package {
         binary: crate::elf::inspect(&bytes),
@@ -167,7 +188,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bootstrap");
         std::fs::write(&path, b"binary").unwrap();
-        let p = build(&path, true, crate::config::Arch::X86_64).unwrap();
+        let p = build(&path, true, crate::config::Arch::X86_64, false).unwrap();
         assert_eq!(
             p.code_sha256,
             aws_smithy_types::base64::encode(Sha256::digest(&p.zip))
@@ -190,7 +211,7 @@ mod tests {
             "target/release/handler",
             "52428801 bytes",
             "50.0 MB",
-            "upload through S3 is not supported yet",
+            "--state-dir s3://BUCKET",
             "--release",
             "strip = true",
         ] {
@@ -219,7 +240,7 @@ mod tests {
         let file = std::fs::File::create(&path).unwrap();
         file.set_len(MAX_UNZIPPED + 1).unwrap();
         let started = std::time::Instant::now();
-        let err = build(&path, true, crate::config::Arch::X86_64)
+        let err = build(&path, true, crate::config::Arch::X86_64, false)
             .err()
             .unwrap();
         assert_eq!(err.exit_code(), 2);
@@ -233,6 +254,7 @@ mod tests {
             Path::new("/nonexistent/bootstrap"),
             true,
             crate::config::Arch::X86_64,
+            false,
         )
         .err()
         .unwrap();

@@ -57,16 +57,7 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
     many_scopes_args.extend(many_scopes.iter().map(String::as_str));
     // A 60 MB handler that does not compress: over Lambda's 50 MB zip upload limit.
     let big = h.dir.path().join("big-handler");
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let noise: Vec<u8> = (0..60 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(&big, noise).unwrap();
+    std::fs::write(&big, common::incompressible(60 << 20)).unwrap();
     let big = big.to_str().unwrap().to_string();
     let cases = vec![
         case(

@@ -474,3 +474,48 @@ async fn bad_s3_state_is_refused_before_anything_is_made() {
     );
     h.aws().await.assert_empty().await;
 }
+
+#[tokio::test]
+async fn a_handler_over_lambdas_50_mb_goes_through_the_state_bucket() {
+    let mut h = Harness::new();
+    h.state_location = Some(state_dir());
+    init(&h);
+    let s3 = s3(&h.url);
+    // 60 MB that does not compress: over Lambda's 50 MB direct upload.
+    let big = h.dir.path().join("big-handler");
+    std::fs::write(&big, common::incompressible(60 << 20)).unwrap();
+    let up = h.run(&["up", "--handler", big.to_str().unwrap()]);
+    assert_eq!(up.code, 0, "{}", up.describe());
+    assert!(
+        up.calls.iter().any(|c| c == "s3:PutObject"),
+        "{:?}",
+        up.calls
+    );
+    let artifacts: Vec<String> = keys(&s3)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{PREFIX}/artifacts/{}/", h.stack)))
+        .collect();
+    assert_eq!(
+        artifacts.len(),
+        1,
+        "one package, named by its SHA-256: {artifacts:?}"
+    );
+    let function = h
+        .aws()
+        .await
+        .lambda
+        .get_function()
+        .function_name(format!("{}-handler", h.stack))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        function.configuration().unwrap().code_size() > 50 << 20,
+        "the function has the whole package"
+    );
+    let down = h.run(&["down"]);
+    assert_eq!(down.code, 0, "{}", down.describe());
+    assert!(keys(&s3).await.is_empty(), "no package, state or lock left");
+    h.aws().await.assert_empty().await;
+}

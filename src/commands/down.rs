@@ -210,6 +210,10 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
             // Refuses a function that is not this stack's, its permission included.
             let gone = function::delete(ctx).await?;
             tell(ctx, function::KIND, &ctx.function_name(), None, gone, t);
+            let packages = function::delete_artifacts(ctx).await?;
+            if packages > 0 {
+                report::info(&format!("deleted {packages} uploaded handler package(s)"));
+            }
             let permission = crate::resources::permission::KIND;
             if recorded.get(permission).is_none() {
                 // Without a state file: the permission went with the function.

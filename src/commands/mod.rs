@@ -178,6 +178,13 @@ fn context<'a>(
         function: Default::default(),
         api_surface: Default::default(),
         token_url: client::token_url(target.endpoint_url.as_deref(), run.prefix, &session.region),
+        artifacts: match &target.state {
+            Location::S3 { bucket, prefix } => Some((
+                bucket.clone(),
+                store::s3::key(prefix, &format!("artifacts/{}/", target.stack)),
+            )),
+            Location::Dir(_) => None,
+        },
     }
 }
 

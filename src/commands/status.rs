@@ -19,6 +19,7 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
         &desired.handler,
         desired.handler_given,
         desired.architecture,
+        matches!(target.state, crate::store::Location::S3 { .. }),
     ) {
         Ok(p) => Some(p),
         Err(e) if !desired.handler_given => {

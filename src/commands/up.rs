@@ -13,7 +13,7 @@ use crate::package;
 use crate::report::{self, RunReport};
 use crate::resources::{domain, stage, user_pool};
 use crate::state::{Outputs, Recorder};
-use crate::store::Sink;
+use crate::store::{Location, Sink};
 
 pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Format) -> Result<i32> {
     let started = Instant::now();
@@ -22,6 +22,7 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
         &desired.handler,
         desired.handler_given,
         desired.architecture,
+        matches!(target.state, Location::S3 { .. }),
     )?;
     check_handler(target, desired, &package)?;
     let mut session = open(

@@ -113,6 +113,7 @@ impl Fixture {
             function: Default::default(),
             api_surface: Default::default(),
             token_url: "https://s-prefix.auth.us-east-1.amazoncognito.com/oauth2/token".into(),
+            artifacts: None,
         }
     }
 }

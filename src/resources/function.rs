@@ -9,6 +9,7 @@ use aws_sdk_lambda::types::{Architecture, FunctionCode, Runtime};
 use super::{check_owner, create_once, retry_while, Create, Ctx, Handle, Made, NEW, STACK_TAG};
 use crate::aws::{SdkFailure, SdkResultExt};
 use crate::errors::{Error, Result};
+use crate::package::Package;
 use crate::plan::{decide, Decision, FunctionSettings};
 use crate::report;
 
@@ -149,10 +150,9 @@ pub async fn ensure(
         match &decision {
             Decision::Create => {
                 let (attached, created) = ctx
-                    .both(
-                        super::role::attach_pending(ctx, &role),
-                        create(ctx, &name, &want, &package.zip),
-                    )
+                    .both(super::role::attach_pending(ctx, &role), async {
+                        create(ctx, &name, &want, &code(ctx, package).await?).await
+                    })
                     .await;
                 if let Ok(created) = &created {
                     arn = created.clone();
@@ -166,11 +166,12 @@ pub async fn ensure(
                     .iter()
                     .any(|f| FunctionSettings::CODE_FIELDS.contains(f))
                 {
-                    ctx.aws
-                        .lambda
-                        .update_function_code()
-                        .function_name(&name)
-                        .zip_file(Blob::new(package.zip.clone()))
+                    let update = ctx.aws.lambda.update_function_code().function_name(&name);
+                    let update = match code(ctx, package).await? {
+                        Code::Inline(zip) => update.zip_file(Blob::new(zip)),
+                        Code::S3 { bucket, key } => update.s3_bucket(bucket).s3_key(key),
+                    };
+                    update
                         .architectures(architecture(ctx))
                         .send()
                         .await
@@ -230,7 +231,85 @@ pub async fn ensure(
     })
 }
 
-async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, zip: &[u8]) -> Result<String> {
+/// How the code reaches Lambda: in the request, or — over the 50 MB direct-upload
+/// limit, with state on S3 — through the state bucket first.
+enum Code {
+    Inline(Vec<u8>),
+    S3 { bucket: String, key: String },
+}
+
+async fn code(ctx: &Ctx<'_>, package: &Package) -> Result<Code> {
+    if !package.needs_s3() {
+        return Ok(Code::Inline(package.zip.clone()));
+    }
+    let Some((bucket, prefix)) = &ctx.artifacts else {
+        // `package::build` refuses this without S3 state; kept as a second line.
+        return Err(Error::usage(format!(
+            "handler package: {} bytes, over Lambda's 50 MB direct upload, and no S3 state to upload it through",
+            package.zip.len()
+        )));
+    };
+    // Named by content: the same package is the same object.
+    let key = format!("{prefix}{}.zip", package.sha256_hex());
+    report::info(&format!(
+        "uploading the handler package ({} MB) to s3://{bucket}/{key}",
+        package.zip.len() >> 20
+    ));
+    ctx.aws
+        .s3
+        .put_object()
+        .bucket(bucket)
+        .key(&key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(
+            package.zip.clone(),
+        ))
+        .send()
+        .await
+        .sdk()
+        .map_err(|e| {
+            e.fail(
+                format!("uploading the handler package to s3://{bucket}/{key}"),
+                "PutObject",
+            )
+        })?;
+    Ok(Code::S3 {
+        bucket: bucket.clone(),
+        key,
+    })
+}
+
+/// Deletes the packages uploaded for this stack (with `down`).
+pub async fn delete_artifacts(ctx: &Ctx<'_>) -> Result<usize> {
+    let Some((bucket, prefix)) = &ctx.artifacts else {
+        return Ok(0);
+    };
+    let listed = ctx
+        .aws
+        .s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .sdk()
+        .map_err(|e| e.fail(format!("listing s3://{bucket}/{prefix}"), "ListObjectsV2"))?;
+    let mut deleted = 0;
+    for key in listed.contents().iter().filter_map(|o| o.key()) {
+        ctx.aws
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| e.fail(format!("deleting s3://{bucket}/{key}"), "DeleteObject"))?;
+        deleted += 1;
+    }
+    Ok(deleted)
+}
+
+async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, code: &Code) -> Result<String> {
     let attempt = || {
         ctx.aws
             .once
@@ -240,11 +319,15 @@ async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, zip: &[u8]) 
             .runtime(Runtime::from(RUNTIME))
             .handler(HANDLER)
             .role(&want.role_arn)
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(zip.to_vec()))
+            .code(match code {
+                Code::Inline(zip) => FunctionCode::builder()
+                    .zip_file(Blob::new(zip.clone()))
                     .build(),
-            )
+                Code::S3 { bucket, key } => FunctionCode::builder()
+                    .s3_bucket(bucket)
+                    .s3_key(key)
+                    .build(),
+            })
             .memory_size(want.memory_mb)
             .timeout(want.timeout_s)
             .architectures(architecture(ctx))

@@ -77,6 +77,9 @@ pub struct Ctx<'a> {
     pub api_surface: tokio::sync::OnceCell<methods::Surface>,
     /// The stack's token endpoint (what a published secret tells its readers).
     pub token_url: String,
+    /// With state on S3: (bucket, key prefix) for handler packages too big to send in
+    /// the request (`PREFIX/artifacts/<stack>/`).
+    pub artifacts: Option<(String, String)>,
 }
 
 /// A resource that exists (or, in a dry run, would).

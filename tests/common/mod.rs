@@ -104,6 +104,20 @@ pub fn emulator() -> &'static Emulator {
     EMULATOR.get_or_init(start_emulator)
 }
 
+/// `len` bytes of noise (xorshift, fixed seed) that no zip can shrink: a handler over
+/// Lambda's 50 MB direct-upload limit.
+pub fn incompressible(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// The handler binary the tests ship (a host build, as the emulator runs it locally).
 pub fn handler_binary() -> PathBuf {
     let path = repo_root().join("target/debug/handler");
