@@ -13,8 +13,9 @@ One stack is: an IAM role and a Rust Lambda function; a Cognito user pool with a
 token endpoint, a resource server and one client_credentials app client per calling
 service (optionally published to Secrets Manager); an API Gateway REST API (ANY / and
 ANY /{proxy+}, or the methods of [methods]) guarded by a Cognito authorizer that requires
-the scopes, deployed to stage `prod`. provision calls AWS directly (no CloudFormation) and
-records what it made in <state-dir>/<stack>.json.
+the scopes, deployed to stage `prod`; and the function's log group. provision calls AWS
+directly (no CloudFormation) and records what it made in <state-dir>/<stack>.json, or in
+S3 (--state-dir s3://BUCKET[/PREFIX]) to share it with a team and CI.
 
 Settings come from, highest first: flags, environment, the config file
 (./provision.toml when it exists), built-in defaults.
@@ -124,13 +125,16 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create what is missing, update what differs, touch nothing else; print the outputs
+    /// Create what is missing, update what differs, delete what the configuration no longer
+    /// lists (clients, secrets, methods); print the outputs
     Up(UpArgs),
     /// Delete every resource of the stack (from the state file, or found by tag); remove the state file
     Down,
-    /// Compare the desired stack with what AWS has: ok / drifted / missing per resource (exit 3 if any)
+    /// Compare the desired stack with what AWS has: ok / drifted / missing / extra per
+    /// resource (exit 3 unless all are ok)
     Status(StackArgs),
-    /// Print the outputs of the last successful `up` (from the state file; no AWS call)
+    /// Print the outputs of the last successful `up` (from the state: no AWS call with a
+    /// local state directory, one S3 read with S3 state)
     Outputs,
     /// Get an access token from the stack's token endpoint (client_credentials grant) and print it
     Token(ClientArg),
