@@ -272,6 +272,11 @@ impl Recorder {
         .await
     }
 
+    /// Waits until every change has landed in the store (S3 writes go behind the run).
+    pub async fn flush(&self) -> Result<()> {
+        self.sink.flush().await
+    }
+
     /// Deletes the state (after `down`).
     pub async fn delete_file(&self) -> Result<()> {
         let _written = self.written.lock().await;

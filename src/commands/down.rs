@@ -70,13 +70,17 @@ async fn take_down(
         Ok(_) => false,
         // What is gone is recorded; the state file stays for the next `down`.
         Err(Error::Interrupted) => {
+            rec.flush().await?;
             report::warn(&format!(
                 "stopped: what is gone is recorded in {}; run `provision down` again to finish",
                 session.store.name()
             ));
             true
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            let _ = rec.flush().await;
+            return Err(e);
+        }
     };
     if !interrupted {
         // Last: the state file, once nothing it names is left.

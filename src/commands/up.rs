@@ -88,6 +88,7 @@ async fn converge_stack(
         Ok(c) => c,
         // What was done is recorded; the lock goes when this returns.
         Err(Error::Interrupted) => {
+            rec.flush().await?;
             report::warn(&format!(
                 "stopped: what was done is recorded in {}; run `provision up` again to finish (or `provision down` to remove it)",
                 session.store.name()
@@ -109,7 +110,11 @@ async fn converge_stack(
             );
             return Ok(exit::INTERRUPTED);
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            // Record what was made before the failure; the failure is what to report.
+            let _ = rec.flush().await;
+            return Err(e);
+        }
     };
     let outputs = Outputs {
         api_url: client::api_url(
@@ -131,6 +136,7 @@ async fn converge_stack(
         stack: target.stack.clone(),
     };
     rec.update(|s| s.outputs = Some(outputs.clone())).await?;
+    rec.flush().await?;
     let done = sorted(ctx.done.into_inner().expect("done"), desired);
     emit(
         format,
