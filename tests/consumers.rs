@@ -6,11 +6,9 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use aws_config::BehaviorVersion;
-use aws_credential_types::Credentials;
 use serde_json::Value;
 
-use common::{actions, Harness, Run};
+use common::{actions, secrets_client, Harness, Run};
 
 const READER_ROLE: &str = "arn:aws:iam::000000000000:role/admin-service";
 
@@ -39,20 +37,6 @@ name = "admin"
 secret = true
 readers = ["arn:aws:iam::000000000000:role/admin-service"]
 "#;
-
-fn secrets_client(url: &str) -> aws_sdk_secretsmanager::Client {
-    let config = aws_config::SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
-                "test", "test", None, None, "tests",
-            )),
-        )
-        .build();
-    aws_sdk_secretsmanager::Client::new(&config)
-}
 
 /// The scopes in an access token's `scope` claim.
 fn token_scopes(token: &str) -> BTreeSet<String> {

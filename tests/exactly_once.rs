@@ -269,17 +269,7 @@ async fn each_create_alone_losing_its_answer_costs_a_lookup_not_a_duplicate() {
 
 /// The names of every Secrets Manager secret.
 async fn secrets_of(h: &Harness) -> Vec<String> {
-    let config = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&h.url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
-            ),
-        )
-        .build();
-    let out = aws_sdk_secretsmanager::Client::new(&config)
+    let out = common::secrets_client(&h.url)
         .list_secrets()
         .send()
         .await

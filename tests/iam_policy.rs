@@ -215,23 +215,7 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
     sdk.assert_empty().await;
 
     // State on S3 (the bucket made by an administrator, as `init-state` would).
-    let s3 = {
-        let config = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&h.url)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(
-                    aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
-                ),
-            )
-            .build();
-        aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config)
-                .force_path_style(true)
-                .build(),
-        )
-    };
+    let s3 = common::s3_client(&h.url);
     s3.create_bucket()
         .bucket("m2m-provision-state")
         .send()

@@ -21,21 +21,7 @@ fn state_dir() -> String {
 }
 
 fn s3(url: &str) -> aws_sdk_s3::Client {
-    let config = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
-            ),
-        )
-        .build();
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&config)
-            .force_path_style(true)
-            .build(),
-    )
+    common::s3_client(url)
 }
 
 /// `provision` as seen from another machine: its own working and state directories.

@@ -202,6 +202,24 @@ impl Ctx<'_> {
     }
 }
 
+/// The one resource named for this stack among `found`, or an error naming them all
+/// when a service that accepts duplicate names has several (`down` removes them all).
+pub fn the_one<T>(
+    mut found: Vec<T>,
+    kinds: &str,
+    name: &str,
+    id: impl Fn(&T) -> &str,
+) -> Result<Option<T>> {
+    if found.len() > 1 {
+        return Err(Error::usage(format!(
+            "found {} {kinds} named {name} tagged for this stack ({}); `provision down` removes them all, or delete the extra ones, then run again",
+            found.len(),
+            found.iter().map(&id).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(found.pop())
+}
+
 /// Refuses to adopt or delete a resource that is not tagged for this stack.
 pub fn check_owner(tags: Option<&HashMap<String, String>>, stack: &str, what: &str) -> Result<()> {
     check_owner_value(

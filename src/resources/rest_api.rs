@@ -63,16 +63,9 @@ pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
 
 /// The one API named for this stack (an error when there are several).
 async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {
-    let mut ours = find_all(ctx).await?;
-    if ours.len() > 1 {
-        return Err(Error::usage(format!(
-            "found {} REST APIs named {} tagged for this stack ({}); `provision down` removes them all, or delete the extra ones, then run again",
-            ours.len(),
-            ctx.api_name(),
-            ours.iter().map(|a| a.id.as_str()).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    Ok(ours.pop())
+    super::the_one(find_all(ctx).await?, "REST APIs", &ctx.api_name(), |a| {
+        &a.id
+    })
 }
 
 /// Every API named for this stack, each checked to be tagged for it (API Gateway

@@ -7,7 +7,7 @@ use aws_sdk_cognitoidentityprovider::types::AdminCreateUserConfigType;
 
 use super::{check_owner, create_once, shown, Create, Ctx, Handle, Made, NEW, STACK_TAG};
 use crate::aws::SdkResultExt;
-use crate::errors::{Error, Result};
+use crate::errors::Result;
 use crate::plan::{decide, Decision, PoolSettings};
 
 pub const KIND: &str = "user_pool";
@@ -72,16 +72,12 @@ pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
 
 /// The one pool named for this stack (an error when there are several).
 async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {
-    let mut ours = find_all(ctx).await?;
-    if ours.len() > 1 {
-        return Err(Error::usage(format!(
-            "found {} Cognito user pools named {} tagged for this stack ({}); `provision down` removes them all, or delete the extra ones, then run again",
-            ours.len(),
-            ctx.pool_name(),
-            ours.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    Ok(ours.pop())
+    super::the_one(
+        find_all(ctx).await?,
+        "Cognito user pools",
+        &ctx.pool_name(),
+        |p| &p.id,
+    )
 }
 
 /// Every pool named for this stack, each checked to be tagged for it. Cognito accepts

@@ -368,6 +368,33 @@ pub fn actions(report: &Value) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The configuration of the tests' own SDK clients: the emulator, test credentials.
+pub fn test_config(url: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
+                "test", "test", None, None, "tests",
+            )),
+        )
+        .build()
+}
+
+/// An S3 client of the test's own (path-style: the emulator answers on one host).
+pub fn s3_client(url: &str) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&test_config(url))
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+pub fn secrets_client(url: &str) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&test_config(url))
+}
+
 /// SDK clients of the test's own, for independent checks.
 pub struct Sdk {
     pub iam: aws_sdk_iam::Client,
