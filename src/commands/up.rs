@@ -85,58 +85,49 @@ async fn converge_stack(
         target.stack, session.account, session.region
     ));
     let converged = match Box::pin(converge(&ctx, target.concurrency)).await {
-        Ok(c) => c,
+        Ok(c) => Some(c),
         // What was done is recorded; the lock goes when this returns.
-        Err(Error::Interrupted) => {
-            rec.flush().await?;
-            report::warn(&format!(
-                "stopped: what was done is recorded in {}; run `provision up` again to finish (or `provision down` to remove it)",
-                session.store.name()
-            ));
-            let done = sorted(ctx.done.into_inner().expect("done"), desired);
-            emit(
-                format,
-                &RunReport {
-                    command: "up",
-                    stack: &target.stack,
-                    region: &session.region,
-                    resources: &done,
-                    outputs: None,
-                    api_calls: session.aws.calls.count(),
-                    elapsed: started.elapsed(),
-                    dry_run,
-                    interrupted: true,
-                },
-            );
-            return Ok(exit::INTERRUPTED);
-        }
+        Err(Error::Interrupted) => None,
         Err(e) => {
             // Record what was made before the failure; the failure is what to report.
             let _ = rec.flush().await;
             return Err(e);
         }
     };
-    let outputs = Outputs {
-        api_url: client::api_url(
-            target.endpoint_url.as_deref(),
-            &converged.api_id,
-            stage::STAGE,
-            &session.region,
-        ),
-        token_url: ctx.token_url.clone(),
-        client_id: converged
-            .clients
-            .first()
-            .map(|(_, id)| id.clone())
-            .unwrap_or_default(),
-        clients: converged.clients.iter().cloned().collect(),
-        scope: desired.scope_strings().join(" "),
-        user_pool_id: converged.pool_id,
-        region: session.region.clone(),
-        stack: target.stack.clone(),
+    let outputs = match converged {
+        Some(converged) => {
+            let outputs = Outputs {
+                api_url: client::api_url(
+                    target.endpoint_url.as_deref(),
+                    &converged.api_id,
+                    stage::STAGE,
+                    &session.region,
+                ),
+                token_url: ctx.token_url.clone(),
+                client_id: converged
+                    .clients
+                    .first()
+                    .map(|(_, id)| id.clone())
+                    .unwrap_or_default(),
+                clients: converged.clients.iter().cloned().collect(),
+                scope: desired.scope_strings().join(" "),
+                user_pool_id: converged.pool_id,
+                region: session.region.clone(),
+                stack: target.stack.clone(),
+            };
+            rec.update(|s| s.outputs = Some(outputs.clone())).await?;
+            Some(outputs)
+        }
+        None => None,
     };
-    rec.update(|s| s.outputs = Some(outputs.clone())).await?;
     rec.flush().await?;
+    let interrupted = outputs.is_none();
+    if interrupted {
+        report::warn(&format!(
+            "stopped: what was done is recorded in {}; run `provision up` again to finish (or `provision down` to remove it)",
+            session.store.name()
+        ));
+    }
     let done = sorted(ctx.done.into_inner().expect("done"), desired);
     emit(
         format,
@@ -145,12 +136,16 @@ async fn converge_stack(
             stack: &target.stack,
             region: &session.region,
             resources: &done,
-            outputs: if dry_run { None } else { Some(&outputs) },
+            outputs: outputs.as_ref().filter(|_| !dry_run),
             api_calls: session.aws.calls.count(),
             elapsed: started.elapsed(),
             dry_run,
-            interrupted: false,
+            interrupted,
         },
     );
-    Ok(exit::OK)
+    Ok(if interrupted {
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    })
 }
