@@ -347,6 +347,8 @@ pub struct SdkFailure {
     /// The request never got an answer (connection refused, timeout, no credentials...).
     pub transport: bool,
     pub credentials: bool,
+    /// How long AWS asked us to wait before sending again (`Retry-After`, in seconds).
+    pub retry_after: Option<Duration>,
 }
 
 impl SdkFailure {
@@ -474,6 +476,12 @@ where
                         in_doubt: status >= 500,
                         transport: false,
                         credentials: false,
+                        retry_after: se
+                            .raw()
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .map(Duration::from_secs),
                     }
                 }
                 _ if credentials => SdkFailure {
@@ -483,6 +491,7 @@ where
                     in_doubt: false,
                     transport: false,
                     credentials,
+                    retry_after: None,
                 },
                 // The request may have reached AWS before the connection failed.
                 SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => SdkFailure {
@@ -492,6 +501,7 @@ where
                     in_doubt: true,
                     transport: true,
                     credentials,
+                    retry_after: None,
                 },
                 SdkError::ResponseError(r) => SdkFailure {
                     code: None,
@@ -500,6 +510,7 @@ where
                     in_doubt: true,
                     transport: false,
                     credentials,
+                    retry_after: None,
                 },
                 _ => SdkFailure {
                     code: None,
@@ -508,6 +519,7 @@ where
                     in_doubt: false,
                     transport: false,
                     credentials,
+                    retry_after: None,
                 },
             }
         })

@@ -155,6 +155,41 @@ pub enum Command {
     /// Print the stack's resource graph (kinds, ids, parent → child edges) as Graphviz DOT,
     /// or JSON with -o json; from the configuration and the state file, no AWS call
     Graph(StackArgs),
+    /// List every stack of the region: those with a state in --state-dir and those found
+    /// by their provision:stack tag (functions, user pools, REST APIs, IAM roles), with
+    /// how many tagged resources each has, whether a run holds its lock, and when it was
+    /// created. Reads only
+    List,
+    /// Take down every stack of `list` whose name matches --match (and, with
+    /// --older-than, that was created longer ago), each as `down` would under its own
+    /// lock, several at once; a locked stack is skipped. API Gateway allows one
+    /// DeleteRestApi per 30 s per account, so N stacks take about N × 30 s
+    #[command(after_help = PRUNE_AFTER_HELP)]
+    Prune(PruneArgs),
+}
+
+const PRUNE_AFTER_HELP: &str = "\
+Examples:
+  provision prune --match 'pr-*' --older-than 24h --dry-run   # what a nightly job would delete
+  provision prune --match 'pr-*' --older-than 24h             # delete it
+Exit codes: 0 every matching stack deleted or skipped (locked); 1 one failed; 2 bad input
+(no --match, a malformed glob or duration: nothing is sent to AWS); 130 interrupted.";
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Which stacks, by name: a glob (`*`, `?`, `[a-z]`, `{a,b}`), e.g. 'pr-*'. Required,
+    /// so that nothing is pruned by accident; '*' is every stack
+    #[arg(long = "match", value_name = "GLOB", required = true)]
+    pub pattern: String,
+
+    /// Only stacks created longer ago than this, e.g. 90m, 24h, 7d (a stack whose
+    /// creation time is unknown is never older)
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+
+    /// Print what would be deleted; delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -10,11 +10,13 @@ mod config;
 mod consumers;
 mod elf;
 mod errors;
+mod fleet;
 mod graph;
 mod interrupt;
 mod package;
 mod plan;
 mod policy_doc;
+mod quota;
 mod report;
 mod resources;
 mod state;
@@ -77,7 +79,10 @@ fn run(cli: Cli) -> Result<i32> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
-    if matches!(cli.command, Command::Up(_) | Command::Down) {
+    if matches!(
+        cli.command,
+        Command::Up(_) | Command::Down | Command::Prune(_)
+    ) {
         interrupt::install(&runtime);
     }
     match &cli.command {
@@ -112,5 +117,11 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::InitState(args) => runtime.block_on(commands::init_state(&target, args, format)),
         Command::Unlock(args) => runtime.block_on(commands::unlock(&target, args, format)),
+        Command::List => runtime.block_on(commands::list(&target, format)),
+        Command::Prune(args) => {
+            // Bad input fails here, before the runtime sends anything.
+            let selection = commands::Selection::parse(args)?;
+            runtime.block_on(Box::pin(commands::prune(&target, &selection, format)))
+        }
     }
 }

@@ -23,17 +23,39 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
         },
     )
     .await?;
-    let result = take_down(&session, target, format, started).await;
+    let result = take_down(&session, target, true).await;
     session.release().await;
-    result
+    let gone = result?;
+    emit(
+        format,
+        &RunReport {
+            command: "down",
+            stack: &target.stack,
+            region: &session.region,
+            resources: &gone.done,
+            outputs: None,
+            api_calls: session.aws.calls.count(),
+            elapsed: started.elapsed(),
+            dry_run: false,
+            interrupted: gone.interrupted,
+        },
+    );
+    Ok(if gone.interrupted {
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    })
 }
 
-async fn take_down(
-    session: &Session,
-    target: &Target,
-    format: Format,
-    started: Instant,
-) -> Result<i32> {
+/// What `take_down` did: each resource, and whether a signal stopped it first.
+pub(super) struct Gone {
+    pub done: Vec<Done>,
+    pub interrupted: bool,
+}
+
+/// Deletes everything of the stack, then its state. `show`: a line per resource (off
+/// when `prune` takes down several stacks at once).
+pub(super) async fn take_down(session: &Session, target: &Target, show: bool) -> Result<Gone> {
     let recorded = session.state(target);
     // Without a state there is nothing to keep current (nor to delete at the end).
     let sink = if session.existing.is_some() {
@@ -54,13 +76,15 @@ async fn take_down(
             prefix: "",
             package: None,
             apply: true,
-            show: true,
+            show,
         },
     );
-    report::progress(&format!(
-        "Taking down stack {} ({} in {}):",
-        target.stack, session.account, session.region
-    ));
+    if show {
+        report::progress(&format!(
+            "Taking down stack {} ({} in {}):",
+            target.stack, session.account, session.region
+        ));
+    }
     let g = graph::teardown();
     let interrupted = match graph::run(&g, target.concurrency, |i, _: Vec<(Node, ())>| {
         remove(&ctx, &g.nodes[i], &recorded)
@@ -86,25 +110,9 @@ async fn take_down(
         // Last: the state file, once nothing it names is left.
         rec.delete_file().await?;
     }
-    let done = sorted(ctx.done.into_inner().expect("done"), &desired);
-    emit(
-        format,
-        &RunReport {
-            command: "down",
-            stack: &target.stack,
-            region: &session.region,
-            resources: &done,
-            outputs: None,
-            api_calls: session.aws.calls.count(),
-            elapsed: started.elapsed(),
-            dry_run: false,
-            interrupted,
-        },
-    );
-    Ok(if interrupted {
-        exit::INTERRUPTED
-    } else {
-        exit::OK
+    Ok(Gone {
+        done: sorted(ctx.done.into_inner().expect("done"), &desired),
+        interrupted,
     })
 }
 
@@ -122,7 +130,9 @@ fn tell(ctx: &Ctx<'_>, kind: &'static str, id: &str, name: Option<&str>, gone: b
         changes: Vec::new(),
         elapsed: t.elapsed(),
     };
-    report::resource_line(&done, false);
+    if ctx.show {
+        report::resource_line(&done, false);
+    }
     ctx.done.lock().expect("done").push(done);
 }
 
@@ -159,7 +169,7 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
     let t = Instant::now();
     match node {
         Node::Api => {
-            let _activity = report::activity("deleting rest_api");
+            let _activity = ctx.show.then(|| report::activity("deleting rest_api"));
             // Every API of this name and tag: duplicates too, so none is left behind.
             let apis = rest_api::find_all(ctx).await?;
             let mut gone_any = false;
@@ -179,11 +189,13 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
             ctx.rec.remove(rest_api::KIND).await?;
         }
         Node::OtherSecrets => {
-            let _activity = report::activity("deleting secrets");
+            let _activity = ctx.show.then(|| report::activity("deleting secrets"));
             secret::sweep(ctx, true).await?;
         }
         Node::Pool => {
-            let _activity = report::activity("deleting user_pool_domain and user_pool");
+            let _activity = ctx
+                .show
+                .then(|| report::activity("deleting user_pool_domain and user_pool"));
             // Every pool of this name and tag: duplicates too, so none is left behind.
             let pools = user_pool::find_all(ctx).await?;
             if pools.is_empty() {
@@ -210,7 +222,9 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
             }
         }
         Node::Function => {
-            let _activity = report::activity("deleting lambda_function");
+            let _activity = ctx
+                .show
+                .then(|| report::activity("deleting lambda_function"));
             // Refuses a function that is not this stack's, its permission included.
             let gone = function::delete(ctx).await?;
             tell(ctx, function::KIND, &ctx.function_name(), None, gone, t);
@@ -234,14 +248,14 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
             ctx.rec.remove(function::KIND).await?;
         }
         Node::LogGroup => {
-            let _activity = report::activity("deleting log_group");
+            let _activity = ctx.show.then(|| report::activity("deleting log_group"));
             let gone = log_group::delete(ctx).await?;
             let name = log_group::name(&ctx.function_name());
             tell(ctx, log_group::KIND, &name, None, gone, t);
             ctx.rec.remove(log_group::KIND).await?;
         }
         Node::Role => {
-            let _activity = report::activity("deleting iam_role");
+            let _activity = ctx.show.then(|| report::activity("deleting iam_role"));
             let (name, gone) = role::delete(ctx).await?;
             tell(ctx, role::KIND, &name, None, gone, t);
             ctx.rec.remove(role::KIND).await?;

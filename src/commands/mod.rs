@@ -4,7 +4,9 @@
 
 mod converge;
 mod down;
+mod list;
 mod logs;
+mod prune;
 mod read;
 mod show_graph;
 mod state_cmds;
@@ -12,7 +14,9 @@ mod status;
 mod up;
 
 pub use down::down;
+pub use list::list;
 pub use logs::logs;
+pub use prune::{prune, Selection};
 pub use read::{credentials, invoke, outputs, token};
 pub use show_graph::graph;
 pub use state_cmds::{init_state, unlock};

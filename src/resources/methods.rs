@@ -88,22 +88,25 @@ impl Surface {
 
 /// GetResources with the methods embedded (one request per 500 resources).
 async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Surface> {
-    let out = ctx
-        .aws
-        .apigw
-        .get_resources()
-        .rest_api_id(api_id)
-        .limit(500)
-        .embed("methods")
-        .send()
-        .await
-        .sdk()
-        .map_err(|e| {
-            e.fail(
-                format!("reading the resources of REST API {api_id}"),
-                "GetResources",
-            )
-        })?;
+    let what = format!("reading the resources of REST API {api_id}");
+    let out = crate::quota::send("GetResources", &what, || async {
+        ctx.aws
+            .apigw
+            .get_resources()
+            .rest_api_id(api_id)
+            .limit(500)
+            .embed("methods")
+            .send()
+            .await
+            .sdk()
+    })
+    .await
+    .map_err(|e| {
+        e.fail(
+            format!("reading the resources of REST API {api_id}"),
+            "GetResources",
+        )
+    })?;
     let mut surface = Surface::default();
     for r in out.items() {
         let id = r.id().unwrap_or_default().to_string();
@@ -210,7 +213,7 @@ pub async fn ensure_proxy_path(ctx: &Ctx<'_>, api: &Api) -> Result<String> {
     let root = root_id(ctx, api).await?;
     let api_id = &api.handle.id;
     let made = create_once(
-        Create::new(
+        Create::api_gateway(
             format!("creating resource {PROXY} of REST API {api_id}"),
             "CreateResource",
         ),

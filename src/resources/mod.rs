@@ -14,7 +14,7 @@ pub mod permission;
 pub mod resource_server;
 pub mod rest_api;
 pub mod role;
-mod role_region;
+pub mod role_region;
 pub mod secret;
 pub mod stage;
 pub mod user_pool;
@@ -260,8 +260,11 @@ pub struct Create {
     pub busy: fn(&SdkFailure) -> bool,
     /// Errors that mean "it exists already".
     pub exists: fn(&SdkFailure) -> bool,
-    /// Attempts while throttled, busy or in doubt.
+    /// Attempts while busy or in doubt (refusals for rate do not count: they are
+    /// waited out for as long as `quota::BUDGET`).
     pub attempts: u32,
+    /// An API Gateway operation with a quota of its own: paced (see `quota`).
+    pub paced: bool,
 }
 
 impl Create {
@@ -273,6 +276,15 @@ impl Create {
             exists: SdkFailure::already_exists,
             // As many as the SDK's own retries of every other request.
             attempts: 6,
+            paced: false,
+        }
+    }
+
+    /// An API Gateway create: paced within the account's quota for it.
+    pub fn api_gateway(doing: impl Into<String>, operation: &'static str) -> Self {
+        Create {
+            paced: true,
+            ..Create::new(doing, operation)
         }
     }
 }
@@ -298,12 +310,28 @@ where
 {
     let mut delay = Duration::from_millis(200);
     let mut attempt = 1;
+    let started = Instant::now();
+    let mut refusals = 0;
     loop {
+        if how.paced {
+            crate::quota::pace(how.operation, &how.doing).await;
+        }
         let e = match send().await {
             Ok(made) => return Ok(Made::New(made)),
             Err(e) => e,
         };
-        let again = e.throttled() || (how.busy)(&e);
+        if e.throttled() {
+            // Refused for rate: nothing was done. Wait as long as the quota needs.
+            refusals += 1;
+            let wait = crate::quota::backoff(how.operation, &e, refusals);
+            if started.elapsed() + wait > crate::quota::BUDGET {
+                return Err(e.fail(how.doing, how.operation));
+            }
+            crate::quota::tell_refused(how.operation, &how.doing, wait);
+            tokio::time::sleep(wait).await;
+            continue;
+        }
+        let again = (how.busy)(&e);
         if (how.exists)(&e) && !again {
             report::info(&format!(
                 "{}: {} says it exists already; looking it up",

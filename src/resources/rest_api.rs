@@ -137,7 +137,7 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Api> {
     let (id, root_id) = match (&decision, &found) {
         (Decision::Create, _) if ctx.apply => {
             let made = create_once(
-                Create::new(format!("creating REST API {name}"), "CreateRestApi"),
+                Create::api_gateway(format!("creating REST API {name}"), "CreateRestApi"),
                 || async {
                     ctx.aws
                         .once
@@ -187,27 +187,44 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Api> {
     })
 }
 
+/// Deletes one API. `DeleteRestApi` is API Gateway's scarcest operation (one per 30 s
+/// per account): paced and, when other processes use the quota up, waited for (see
+/// `quota`). Sent again (it is idempotent) when the answer is lost or a deployment is
+/// in progress; "not found" after a lost answer means our earlier attempt did it.
 pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
-    let attempt = || async {
-        ctx.aws
-            .apigw
-            .delete_rest_api()
-            .rest_api_id(id)
-            .send()
-            .await
-            .sdk()
-    };
-    // DeleteRestApi has a low account quota (about one per 30 s): keep trying for a while.
-    match super::retry_while(
-        &format!("deleting REST API {id}"),
-        std::time::Duration::from_secs(120),
-        attempt,
-        |e| e.is("TooManyRequestsException") || e.is("ConflictException"),
-    )
-    .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(e.fail(format!("deleting REST API {id}"), "DeleteRestApi")),
+    let what = format!("deleting REST API {id} of stack {}", ctx.stack);
+    let started = Instant::now();
+    let mut sent_before = false;
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        let result = crate::quota::send("DeleteRestApi", &what, || async {
+            ctx.aws
+                .once
+                .apigw
+                .delete_rest_api()
+                .rest_api_id(id)
+                .send()
+                .await
+                .sdk()
+        })
+        .await;
+        match result {
+            Ok(_) => return Ok(true),
+            Err(e) if e.is_not_found() => return Ok(sent_before),
+            Err(e)
+                if (e.in_doubt || e.is("ConflictException"))
+                    && started.elapsed() < std::time::Duration::from_secs(120) =>
+            {
+                sent_before |= e.in_doubt;
+                crate::report::info(&format!(
+                    "{what}: {} ({}); sending it again in {delay:?}",
+                    e.code.as_deref().unwrap_or("no clear answer"),
+                    e.message
+                ));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.fail(what, "DeleteRestApi")),
+        }
     }
 }

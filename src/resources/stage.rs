@@ -13,9 +13,9 @@ use crate::plan::{decide, definition_from_description, Decision, StageSettings, 
 pub const KIND: &str = "stage";
 pub const STAGE: &str = "prod";
 
-/// API Gateway allows few CreateDeployment calls per account (e.g. one per 5 s):
-/// keep retrying throttling and conflicts this many times (backoff up to 10 s each:
-/// about two minutes).
+/// A deployment refused because another one of the API is in progress: sent again this
+/// many times (backoff up to 10 s each: about two minutes). Refusals for rate are the
+/// account's CreateDeployment quota, paced and waited for apart (see `quota`).
 const DEPLOY_ATTEMPTS: u32 = 17;
 
 /// The stage's settings and the deployment it serves.
@@ -106,7 +106,7 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()>
             Create {
                 busy: |e| e.is("ConflictException"),
                 attempts: DEPLOY_ATTEMPTS,
-                ..Create::new(
+                ..Create::api_gateway(
                     format!("deploying REST API {} to stage {STAGE}", api.id),
                     "CreateDeployment",
                 )

@@ -73,6 +73,56 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// Whether another process holds the lock now (probed without taking it for more
+    /// than an instant, and without writing to the lock file).
+    pub fn is_locked(&self) -> Result<bool> {
+        let file = match File::open(&self.lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("opening lock file {}", self.lock_path.display()),
+                    e,
+                ))
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(false),
+            Err(fs::TryLockError::WouldBlock) => Ok(true),
+            Err(fs::TryLockError::Error(e)) => Err(Error::io(
+                format!("locking {}", self.lock_path.display()),
+                e,
+            )),
+        }
+    }
+}
+
+/// The stacks with a state file in `dir` (none when it does not exist).
+pub fn stacks_in(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::io(
+                format!("reading state directory {}", dir.display()),
+                e,
+            ))
+        }
+    };
+    let mut names = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stack) = name.strip_suffix(".json") {
+            if crate::config::validate_stack(stack).is_ok() {
+                names.push(stack.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
 /// An exclusive lock per stack, held for the whole run.
 #[derive(Debug)]
 pub struct FileLock {

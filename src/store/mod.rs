@@ -176,6 +176,47 @@ impl Store {
     }
 }
 
+/// The stacks with a state in `location` for `region` (their `<stack>.json`). A state
+/// that cannot be read is passed over with a warning: `list` is for finding stacks.
+pub async fn stacks_in(
+    location: &Location,
+    s3_client: &aws_sdk_s3::Client,
+    region: &str,
+) -> Result<Vec<String>> {
+    let names = match location {
+        Location::Dir(dir) => file::stacks_in(dir)?,
+        Location::S3 { bucket, prefix } => s3::stacks_in(s3_client, bucket, prefix).await?,
+    };
+    let reads = names.into_iter().map(|stack| async move {
+        let store = Store::open(location, &stack, s3_client);
+        match store.load().await {
+            Ok(Some(s)) if s.region == region => Ok(Some(stack)),
+            Ok(_) => Ok(None),
+            Err(Error::State { path, message }) => {
+                crate::report::warn(&format!("state file {path}: {message}; not listed"));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    });
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let found: Vec<Option<String>> = stream::iter(reads).buffered(8).try_collect().await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// Whether a live run holds the stack's lock (a local `flock`, or an S3 lease that has
+/// not run out). Takes nothing.
+pub async fn is_locked(
+    location: &Location,
+    s3_client: &aws_sdk_s3::Client,
+    stack: &str,
+) -> Result<bool> {
+    match Store::open(location, stack, s3_client) {
+        Store::Dir(f) => f.is_locked(),
+        Store::S3(s) => s.is_locked().await,
+    }
+}
+
 /// Where the bytes of the state go.
 pub enum Sink {
     /// Written at once, atomically: cheap, and what crash safety rests on.

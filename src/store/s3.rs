@@ -349,6 +349,22 @@ impl S3Store {
         }
     }
 
+    /// Whether a live run holds the lock: there is one and its lease has not run out
+    /// by S3's clock (when the age is unknown, it is taken as live).
+    pub async fn is_locked(&self) -> Result<bool> {
+        Ok(match self.see_lock().await? {
+            None => false,
+            Some(seen) => {
+                let lease = seen
+                    .holder
+                    .as_ref()
+                    .map(|h| Duration::from_secs(h.lease_seconds))
+                    .unwrap_or(super::DEFAULT_LEASE);
+                seen.age.is_none_or(|age| age <= lease)
+            }
+        })
+    }
+
     /// `provision unlock`: removes an expired lock (a live one too with `force`).
     /// The holder it removed, or the live holder it left (`Err`), or None.
     pub async fn unlock(&self, force: bool) -> Result<Option<std::result::Result<String, String>>> {
@@ -455,4 +471,48 @@ impl LeaseLock {
 /// Parses an HTTP `Date` header.
 pub fn http_date(value: &str) -> Option<DateTime> {
     DateTime::from_str(value, Format::HttpDate).ok()
+}
+
+/// The stacks with a state object directly under `prefix` (`<stack>.json`).
+pub async fn stacks_in(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>> {
+    let under = key(prefix, "");
+    let mut token: Option<String> = None;
+    let mut names = Vec::new();
+    loop {
+        let out = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&under)
+            .delimiter("/")
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| e.fail(format!("listing s3://{bucket}/{under}"), "ListObjectsV2"))?;
+        for o in out.contents() {
+            let name = o
+                .key()
+                .unwrap_or_default()
+                .strip_prefix(&under)
+                .unwrap_or_default();
+            if let Some(stack) = name.strip_suffix(".json") {
+                if crate::config::validate_stack(stack).is_ok() {
+                    names.push(stack.to_string());
+                }
+            }
+        }
+        token = out
+            .next_continuation_token()
+            .filter(|_| out.is_truncated() == Some(true))
+            .map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    names.sort();
+    Ok(names)
 }

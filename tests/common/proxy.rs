@@ -11,6 +11,10 @@
 //!   done it (a 500 in the service's error shape, or a closed connection), so the client
 //!   sees a failure for work that really happened (`lose_answers`).
 //!
+//! - enforce API Gateway's account-wide control-plane quotas as AWS documents them
+//!   (token buckets per operation; `429 TooManyRequestsException` with `Retry-After`
+//!   when one is empty): the proxy is one account (`enforce_api_gateway_quotas`).
+//!
 //! It runs on a runtime of its own, so tests may block while it works.
 
 #![allow(dead_code)]
@@ -18,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -61,6 +65,47 @@ struct Shared {
     lose: Mutex<(HashSet<String>, Lose)>,
     /// (operation, status line of the emulator's answer) of every answer lost.
     lost: Mutex<Vec<(String, String)>>,
+    /// API Gateway's quotas, when enforced: a bucket per operation.
+    quotas: Mutex<Option<HashMap<&'static str, Bucket>>>,
+    /// API Gateway requests let through (operation, when), and refused with a 429.
+    passed: Mutex<Vec<(String, Instant)>>,
+    refused: Mutex<Vec<String>>,
+}
+
+/// API Gateway's control-plane quotas per account, from AWS's "Amazon API Gateway
+/// quotas" page: (operation, requests, per seconds, burst). Written out here on their
+/// own, not taken from provision, so the test checks provision against AWS's figures.
+const API_GATEWAY_QUOTAS: &[(&str, f64, f64, f64)] = &[
+    ("CreateRestApi", 1.0, 3.0, 1.0),
+    ("CreateDeployment", 1.0, 5.0, 1.0),
+    ("DeleteRestApi", 1.0, 30.0, 1.0),
+    ("CreateResource", 5.0, 1.0, 5.0),
+    ("DeleteResource", 5.0, 1.0, 5.0),
+    ("GetResources", 5.0, 2.0, 5.0),
+    ("*", 10.0, 1.0, 40.0),
+];
+
+/// A token bucket: `burst` tokens, refilled at `rate` per second.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes a token, or says how long until there is one.
+    fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+        }
+    }
 }
 
 pub struct Proxy {
@@ -183,6 +228,43 @@ impl Proxy {
     }
 
     /// Lets a held answer go, and stops holding.
+    /// From now on, API Gateway requests beyond the account's quotas get a 429.
+    pub fn enforce_api_gateway_quotas(&self) {
+        let now = Instant::now();
+        let buckets = API_GATEWAY_QUOTAS
+            .iter()
+            .map(|&(op, requests, per, burst)| {
+                (
+                    op,
+                    Bucket {
+                        tokens: burst,
+                        rate: requests / per,
+                        burst,
+                        at: now,
+                    },
+                )
+            })
+            .collect();
+        *self.shared.quotas.lock().unwrap() = Some(buckets);
+        self.shared.passed.lock().unwrap().clear();
+        self.shared.refused.lock().unwrap().clear();
+    }
+
+    /// When each API Gateway request of `operation` went through to the emulator.
+    pub fn passed(&self, operation: &str) -> Vec<Instant> {
+        let passed = self.shared.passed.lock().unwrap();
+        passed
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// The operations of the API Gateway requests answered 429, one entry each.
+    pub fn refused(&self) -> Vec<String> {
+        self.shared.refused.lock().unwrap().clone()
+    }
+
     pub fn release(&self) {
         *self.shared.hold_at.lock().unwrap() = None;
         self.shared.release.notify_waiters();
@@ -295,6 +377,7 @@ pub fn operation(head: &str, body: &[u8]) -> String {
         ["restapis", _, "resources"] if m == "GET" => Some("GetResources"),
         ["restapis", _, "resources", _] if m == "POST" => Some("CreateResource"),
         ["restapis", _, "resources", _] if m == "GET" => Some("GetResource"),
+        ["restapis", _, "resources", _] if m == "DELETE" => Some("DeleteResource"),
         ["restapis", _, "resources", _, "methods", _] if m == "PUT" => Some("PutMethod"),
         ["restapis", _, "resources", _, "methods", _] if m == "GET" => Some("GetMethod"),
         ["restapis", _, "resources", _, "methods", _] if m == "DELETE" => Some("DeleteMethod"),
@@ -309,6 +392,17 @@ pub fn operation(head: &str, body: &[u8]) -> String {
         Some(op) => op.to_string(),
         None => format!("{method} {path}"),
     }
+}
+
+/// API Gateway's answer over a quota: 429, with when to come back (whole seconds).
+fn too_many_requests(wait: Duration) -> Vec<u8> {
+    let body = "{\"message\":\"Too Many Requests\"}";
+    format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\nRetry-After: {}\r\nContent-Length: {}\r\nx-amzn-RequestId: injected\r\n\r\n{body}",
+        wait.as_secs_f64().ceil() as u64,
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// An HTTP 500 in the error shape of `service` (as signed).
@@ -447,6 +541,28 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
         if let Some(kind) = fault {
             s.faults_sent.fetch_add(1, Ordering::SeqCst);
             return conn.write_all(&closing(&fault_response(&svc, kind))).await;
+        }
+        if svc == "apigateway" {
+            let op = operation(&head, &body);
+            let verdict = s.quotas.lock().unwrap().as_mut().map(|buckets| {
+                let key = API_GATEWAY_QUOTAS
+                    .iter()
+                    .map(|q| q.0)
+                    .find(|q| *q == op)
+                    .unwrap_or("*");
+                buckets
+                    .get_mut(key)
+                    .expect("a bucket per quota")
+                    .take(Instant::now())
+            });
+            match verdict {
+                Some(Err(wait)) => {
+                    s.refused.lock().unwrap().push(op);
+                    return conn.write_all(&closing(&too_many_requests(wait))).await;
+                }
+                Some(Ok(())) => s.passed.lock().unwrap().push((op, Instant::now())),
+                None => {}
+            }
         }
         // Is this the first request of an operation whose answer is to be lost?
         let lose = {
