@@ -384,6 +384,13 @@ impl SdkFailure {
         ) || self.message.to_ascii_lowercase().contains("already exist")
     }
 
+    pub fn access_denied(&self) -> bool {
+        matches!(
+            self.code.as_deref(),
+            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
+        )
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(
             self.code.as_deref(),

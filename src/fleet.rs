@@ -101,6 +101,14 @@ fn count(by_name: &mut BTreeMap<String, Stack>, t: Tagged) {
     };
 }
 
+/// A candidate whose tags the caller may not read: a policy scoped to provision's
+/// stacks (docs/iam-policy.json) cannot read other teams' resources, which are not
+/// ours to list anyway.
+fn unreadable(what: &str) -> Option<Tagged> {
+    crate::report::info(&format!("{what}: not allowed to read its tags; not listed"));
+    None
+}
+
 fn valid_stack(tag: Option<&String>) -> Option<String> {
     tag.filter(|v| crate::config::validate_stack(v).is_ok())
         .cloned()
@@ -178,8 +186,9 @@ async fn user_pools(aws: &Aws) -> Result<Vec<Tagged>> {
                     legacy_role: false,
                 })
             })),
-            // Deleted between the listing and now.
+            // Deleted between the listing and now, or outside what we may read.
             Err(e) if e.is_not_found() => Ok(None),
+            Err(e) if e.access_denied() => Ok(unreadable(&format!("user pool {id}"))),
             Err(e) => Err(e.fail(format!("reading user pool {id}"), "DescribeUserPool")),
         }
     }))
@@ -235,6 +244,7 @@ async fn functions(aws: &Aws) -> Result<Vec<Tagged>> {
                 }),
             ),
             Err(e) if e.is_not_found() => Ok(None),
+            Err(e) if e.access_denied() => Ok(unreadable(&format!("function {name}"))),
             Err(e) => Err(e.fail(format!("reading function {name}"), "GetFunction")),
         }
     }))
@@ -308,6 +318,7 @@ async fn roles(aws: &Aws, region: &str) -> Result<Vec<Tagged>> {
                 }))
             }
             Err(e) if e.is_not_found() => Ok(None),
+            Err(e) if e.access_denied() => Ok(unreadable(&format!("IAM role {name}"))),
             Err(e) => Err(e.fail(format!("reading IAM role {name}"), "GetRole")),
         }
     }))

@@ -124,7 +124,7 @@ pub async fn pace(operation: &str, what: &str) {
         return;
     }
     let q = api_gateway(operation);
-    let wait = reserve(q, Instant::now());
+    let wait = reserve(q, tokio::time::Instant::now().into_std());
     if wait >= Duration::from_secs(1) {
         report::progress(&format!(
             "  {what}: waiting {} for API Gateway's {} quota, {} per account",
@@ -197,7 +197,8 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, SdkFailure>>,
 {
-    let started = Instant::now();
+    // Tokio's clock (the same as the system's outside tests, which can pause it).
+    let started = tokio::time::Instant::now();
     let mut refusals = 0;
     loop {
         pace(operation, what).await;
@@ -296,6 +297,50 @@ mod tests {
         let second = b.reserve(q, t0);
         assert!(second >= Duration::from_secs(30), "{second:?}");
         assert!(second <= Duration::from_secs(34), "{second:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_waited_out_for_as_long_as_retry_after_says() {
+        let refusals = std::sync::atomic::AtomicU32::new(0);
+        let t0 = tokio::time::Instant::now();
+        let got = send("PutMethod", "test", || async {
+            if refusals.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                Err(refused(Some(45)))
+            } else {
+                Ok("done")
+            }
+        })
+        .await;
+        assert_eq!(got.unwrap(), "done");
+        assert_eq!(refusals.into_inner(), 3);
+        assert!(
+            t0.elapsed() >= Duration::from_secs(90),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_past_the_budget_are_the_callers_to_report() {
+        let t0 = tokio::time::Instant::now();
+        let got: std::result::Result<(), SdkFailure> = send("DeleteRestApi", "test", || async {
+            Err(refused(Some(120)))
+        })
+        .await;
+        let e = got.unwrap_err();
+        assert!(e.throttled());
+        // Waited up to the budget (past it by one turn of pacing at most), not much
+        // short of it.
+        assert!(
+            t0.elapsed() <= BUDGET + Duration::from_secs(34),
+            "{:?}",
+            t0.elapsed()
+        );
+        assert!(
+            t0.elapsed() >= BUDGET - Duration::from_secs(160),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]

@@ -214,6 +214,13 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
     ok(&["down"]);
     sdk.assert_empty().await;
 
+    // Fleets: list (state and tags), prune.
+    ok(&["up"]);
+    ok(&["list"]);
+    ok(&["prune", "--match", "m2m-*", "--dry-run"]);
+    ok(&["prune", "--match", "m2m-*"]);
+    sdk.assert_empty().await;
+
     // State on S3 (the bucket made by an administrator, as `init-state` would).
     let s3 = common::s3_client(&h.url);
     s3.create_bucket()
@@ -230,6 +237,7 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
     on_s3(&["status"]);
     on_s3(&["outputs"]);
     on_s3(&["unlock"]);
+    on_s3(&["list"]);
     on_s3(&["down"]);
     sdk.assert_empty().await;
     calls.into_inner()

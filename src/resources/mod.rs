@@ -310,7 +310,7 @@ where
 {
     let mut delay = Duration::from_millis(200);
     let mut attempt = 1;
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     let mut refusals = 0;
     loop {
         if how.paced {
