@@ -16,7 +16,9 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
+};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
@@ -155,6 +157,44 @@ impl ClassifyRetry for QuotaIsFinal {
     }
 }
 
+/// A refusal for rate that says when to come back (`Retry-After: SECONDS`, as API
+/// Gateway sends with its 429s): the SDK's own retry waits that long (up to its
+/// maximum backoff) instead of its usual short backoff. Longer waits, and the minutes
+/// a scarce quota needs, are `quota`'s.
+#[derive(Debug)]
+struct HonourRetryAfter;
+
+impl ClassifyRetry for HonourRetryAfter {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        let Some(response) = ctx.response() else {
+            return RetryAction::NoActionIndicated;
+        };
+        if response.status().as_u16() != 429 {
+            return RetryAction::NoActionIndicated;
+        }
+        match response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(secs) => RetryAction::retryable_error_with_explicit_delay(
+                aws_smithy_types::retry::ErrorKind::ThrottlingError,
+                Duration::from_secs(secs),
+            ),
+            None => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "provision-honour-retry-after"
+    }
+
+    /// After the SDK's own classifiers, which call a 429 throttling without a delay.
+    fn priority(&self) -> RetryClassifierPriority {
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
+    }
+}
+
 pub fn is_quota_error(error_type_header: &str, body: &str) -> bool {
     let limit = error_type_header.starts_with("LimitExceededException")
         || body.contains("LimitExceededException");
@@ -246,6 +286,7 @@ impl Aws {
             };
             ($krate:ident, $service:literal, $retry:expr) => {{
                 let mut builder = $krate::config::Builder::from(sdk)
+                    .retry_classifier(HonourRetryAfter)
                     .retry_classifier(QuotaIsFinal)
                     .interceptor(Counter {
                         service: $service,

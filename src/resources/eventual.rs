@@ -357,6 +357,37 @@ async fn create_deployment_conflicts_and_throttling_are_retried() {
 }
 
 #[tokio::test]
+async fn a_429_with_retry_after_is_retried_after_as_long_as_it_says() {
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    let list = mock!(aws_sdk_apigateway::Client::get_rest_apis)
+        .sequence()
+        .http_response(|| {
+            let mut r = Response::new(
+                StatusCode::try_from(429).unwrap(),
+                SdkBody::from(r#"{"message":"Too Many Requests"}"#),
+            );
+            r.headers_mut()
+                .insert("x-amzn-ErrorType", "TooManyRequestsException");
+            r.headers_mut().insert("Retry-After", "1");
+            r
+        })
+        .output(|| GetRestApisOutput::builder().build())
+        .build();
+    let f = fixture(vec![("apigateway", list.clone())]).await;
+    let started = std::time::Instant::now();
+    let found = rest_api::find_all(&f.ctx()).await.expect("retried");
+    assert!(found.is_empty());
+    assert_eq!(list.num_calls(), 2);
+    // The fixture's own backoff is 1 ms: only Retry-After makes it wait a second.
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn a_quota_error_is_reported_at_once_not_retried() {
     let list = mock!(aws_sdk_apigateway::Client::get_rest_apis)
         .then_output(|| GetRestApisOutput::builder().build());
