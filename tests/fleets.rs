@@ -294,3 +294,66 @@ fn bad_prune_input_is_refused_before_any_aws_call() {
         assert!(r.calls.is_empty(), "{args:?} sent {:?}", r.calls);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_and_prune_with_state_on_s3() {
+    let h = Harness::new();
+    let state = "s3://provision-fleet-state/ci";
+    let r = h.run(&["init-state", state]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    for stack in ["s3-1", "s3-2"] {
+        json_for(&h, stack, &["--state-dir", state, "up"], 0);
+    }
+    let listed = |args: &[&str]| -> Vec<(String, bool, u64)> {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        all.push("list");
+        let r = h.run(&all);
+        assert_eq!(r.code, 0, "{}", r.describe());
+        r.json()["stacks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["stack"].as_str().unwrap().to_string(),
+                    s["in_state"].as_bool().unwrap(),
+                    s["tagged"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // From the bucket: both in state. From a (empty) local directory: found by tags.
+    assert_eq!(
+        listed(&["--state-dir", state]),
+        [("s3-1".into(), true, 4), ("s3-2".into(), true, 4)]
+    );
+    assert_eq!(
+        listed(&[]),
+        [("s3-1".into(), false, 4), ("s3-2".into(), false, 4)]
+    );
+    let r = h.run(&[
+        "-o",
+        "json",
+        "--state-dir",
+        state,
+        "prune",
+        "--match",
+        "s3-1",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    assert_eq!(results(&r.json()), [("s3-1".into(), "deleted".into())]);
+    assert_eq!(census(&h, "s3-1").await, [0; 5]);
+    let keys: Vec<String> = common::s3_client(&h.url)
+        .list_objects_v2()
+        .bucket("provision-fleet-state")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect();
+    assert_eq!(keys, ["ci/s3-2.json"], "s3-1's state and lock are gone");
+    assert_eq!(listed(&["--state-dir", state]), [("s3-2".into(), true, 4)]);
+}
