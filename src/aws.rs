@@ -392,7 +392,22 @@ pub struct SdkFailure {
     pub retry_after: Option<Duration>,
 }
 
+/// Not AWS's answer: the run was interrupted while waiting to send (see `quota`).
+const INTERRUPTED: &str = "provision:Interrupted";
+
 impl SdkFailure {
+    pub fn interrupted() -> SdkFailure {
+        SdkFailure {
+            code: Some(INTERRUPTED.into()),
+            message: "interrupted before it was sent".into(),
+            status: None,
+            in_doubt: false,
+            transport: false,
+            credentials: false,
+            retry_after: None,
+        }
+    }
+
     pub fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
@@ -441,6 +456,9 @@ impl SdkFailure {
 
     /// Converts into the user-facing error, naming what we were doing.
     pub fn fail(self, doing: impl Into<String>, operation: &'static str) -> Error {
+        if self.is(INTERRUPTED) {
+            return Error::Interrupted;
+        }
         let hint = if self.credentials {
             Some("configure AWS credentials (environment, profile, SSO or role); for a local emulator any key works, e.g. AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test".to_string())
         } else if self.transport {

@@ -117,11 +117,20 @@ fn reserve(q: &'static Quota, now: Instant) -> Duration {
         .reserve(q, now)
 }
 
+/// Sleeps for `d`, unless the run is interrupted first (then the request waited for is
+/// not sent: nothing was done, and the run stops at once instead of after the grace).
+async fn wait(d: Duration) -> Result<(), SdkFailure> {
+    tokio::select! {
+        () = tokio::time::sleep(d) => Ok(()),
+        () = crate::interrupt::wait() => Err(SdkFailure::interrupted()),
+    }
+}
+
 /// Waits for this process's turn at a scarce API Gateway operation (no wait for the
 /// others), saying so when the wait is long enough to notice.
-pub async fn pace(operation: &str, what: &str) {
+pub async fn pace(operation: &str, what: &str) -> Result<(), SdkFailure> {
     if !is_scarce(operation) {
-        return;
+        return Ok(());
     }
     let q = api_gateway(operation);
     let wait = reserve(q, tokio::time::Instant::now().into_std());
@@ -133,9 +142,18 @@ pub async fn pace(operation: &str, what: &str) {
             q.rate()
         ));
     }
-    if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
+    if wait.is_zero() {
+        Ok(())
+    } else {
+        self::wait(wait).await
     }
+}
+
+/// Says why, then waits out a refusal (for callers that send on their own, see
+/// `resources::create_once`); interrupted like `pace`.
+pub async fn wait_refused(operation: &str, what: &str, pause: Duration) -> Result<(), SdkFailure> {
+    tell_refused(operation, what, pause);
+    wait(pause).await
 }
 
 /// How long to wait before sending again a request AWS refused for rate: what
@@ -169,7 +187,7 @@ fn spread(d: Duration) -> Duration {
 
 /// Tells the user a request was refused for rate and when it goes again; for API
 /// Gateway's scarce operations, which quota it waits for.
-pub fn tell_refused(operation: &str, what: &str, wait: Duration) {
+fn tell_refused(operation: &str, what: &str, wait: Duration) {
     let msg = if is_scarce(operation) {
         format!(
             "  {what}: waiting {} for API Gateway's {operation} quota, {} per account (AWS answered 429 TooManyRequestsException)",
@@ -201,16 +219,16 @@ where
     let started = tokio::time::Instant::now();
     let mut refusals = 0;
     loop {
-        pace(operation, what).await;
+        pace(operation, what).await?;
         match op().await {
             Err(e) if e.throttled() => {
                 refusals += 1;
-                let wait = backoff(operation, &e, refusals);
-                if started.elapsed() + wait > BUDGET {
+                let pause = backoff(operation, &e, refusals);
+                if started.elapsed() + pause > BUDGET {
                     return Err(e);
                 }
-                tell_refused(operation, what, wait);
-                tokio::time::sleep(wait).await;
+                tell_refused(operation, what, pause);
+                wait(pause).await?;
             }
             other => return other,
         }

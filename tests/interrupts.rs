@@ -1,4 +1,4 @@
-//! Ctrl-C and SIGTERM (a CI cancel) during `up` and `down`: the run stops cleanly with
+//! Ctrl-C and SIGTERM (a CI cancel) during `up`, `down` and `prune`: the run stops cleanly with
 //! exit 130, says how to go on, releases the lock, and a rerun finishes the job; a
 //! second signal stops it at once, and the rerun still converges.
 
@@ -128,4 +128,45 @@ async fn a_second_ctrl_c_stops_at_once_and_the_run_stays_crash_safe() {
     let rerun = h.run(&["up"]);
     assert_eq!(rerun.code, 0, "{}", rerun.describe());
     h.assert_one_stack().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_prune_stops_cleanly_and_a_rerun_finishes() {
+    let h = Harness::new();
+    let proxy = Proxy::start(&h.url);
+    for stack in ["ia-1", "ia-2"] {
+        h.ok(&["-s", stack, "up"]);
+    }
+    // After the listing (about ten reads), while the stacks are being taken down.
+    let (out, took) = interrupt(
+        &h,
+        &proxy,
+        &["-o", "json", "prune", "--match", "ia-*"],
+        16,
+        libc::SIGTERM,
+        1,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("still one JSON object");
+    let results: Vec<&str> = report["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["result"].as_str().unwrap())
+        .collect();
+    assert!(
+        results.contains(&"failed"),
+        "a stack cut short says so: {report}"
+    );
+    println!(
+        "prune interrupted after 16 requests: exit 130 {} ms after SIGTERM ({results:?})",
+        took.as_millis()
+    );
+    // The locks are free and what is gone recorded: a rerun takes down the rest.
+    let rerun = h.run(&["-o", "json", "prune", "--match", "ia-*"]);
+    assert_eq!(rerun.code, 0, "{}", rerun.describe());
+    h.aws().await.assert_empty().await;
+    assert!(h.json(&["list"])["stacks"].as_array().unwrap().is_empty());
 }

@@ -314,7 +314,9 @@ where
     let mut refusals = 0;
     loop {
         if how.paced {
-            crate::quota::pace(how.operation, &how.doing).await;
+            if let Err(stop) = crate::quota::pace(how.operation, &how.doing).await {
+                return Err(stop.fail(how.doing, how.operation));
+            }
         }
         let e = match send().await {
             Ok(made) => return Ok(Made::New(made)),
@@ -327,8 +329,9 @@ where
             if started.elapsed() + wait > crate::quota::BUDGET {
                 return Err(e.fail(how.doing, how.operation));
             }
-            crate::quota::tell_refused(how.operation, &how.doing, wait);
-            tokio::time::sleep(wait).await;
+            if let Err(stop) = crate::quota::wait_refused(how.operation, &how.doing, wait).await {
+                return Err(stop.fail(how.doing, how.operation));
+            }
             continue;
         }
         let again = (how.busy)(&e);
