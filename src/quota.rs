@@ -60,6 +60,11 @@ impl Quota {
         self.per / self.requests
     }
 
+    /// The time between two requests as provision paces them (see `MARGIN`).
+    pub fn paced(&self) -> Duration {
+        self.interval().mul_f64(MARGIN)
+    }
+
     /// "1 per 30 s": as a person would say it.
     pub fn rate(&self) -> String {
         format!("{} per {} s", self.requests, self.per.as_secs())
@@ -89,7 +94,7 @@ struct Bucket {
 
 impl Bucket {
     fn reserve(&mut self, q: &Quota, now: Instant) -> Duration {
-        let interval = q.interval().mul_f64(MARGIN);
+        let interval = q.paced();
         let refilled =
             now.saturating_duration_since(self.updated).as_secs_f64() / interval.as_secs_f64();
         self.tokens = (self.tokens + refilled).min(f64::from(q.burst));

@@ -106,14 +106,15 @@ pub async fn prune(target: &Target, sel: &Selection, format: Format) -> Result<i
         chosen.len(),
         stacks.len(),
         sel.pattern,
-        if chosen.is_empty() || sel.dry_run {
+        if chosen.len() < 2 || sel.dry_run {
             String::new()
         } else {
             // DeleteRestApi: one per 30 s per account (see `quota`).
             let q = crate::quota::api_gateway("DeleteRestApi");
             format!(
-                " (at least {} s: API Gateway allows {} DeleteRestApi per account)",
-                q.interval().as_secs() * (chosen.len() as u64 - 1),
+                " (about {} s: one DeleteRestApi every {} s, API Gateway allows {} per account)",
+                (q.paced() * (chosen.len() as u32 - 1)).as_secs(),
+                q.paced().as_secs(),
                 q.rate()
             )
         }
