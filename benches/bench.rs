@@ -9,6 +9,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/fleet.rs"]
+mod fleet;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -280,8 +282,11 @@ fn main() {
     let mut h = Harness::new();
     let proxy = Proxy::start(&h.url);
     proxy.set_latency(LATENCY);
-    // BENCH_TABLES=state (or main,clients,state): only those tables.
-    let tables = std::env::var("BENCH_TABLES").unwrap_or_else(|_| "main,clients,state".into());
+    // BENCH_TABLES=state (or main,clients,state,fleet): only those tables.
+    let tables = std::env::var("BENCH_TABLES").unwrap_or_else(|_| "main,clients,state,fleet".into());
+    if tables.split(',').any(|t| t == "fleet") {
+        println!("{}", fleet::fleet_table(&h));
+    }
     if tables.split(',').any(|t| t == "state") {
         println!("{}", state_table(&mut h, &proxy, runs));
     }
