@@ -50,9 +50,12 @@ pub const API_GATEWAY_OTHER: Quota = quota("*", 10, 1, 40);
 /// scarcest quota (one `DeleteRestApi` per 30 s) shared by ten processes still fits.
 pub const BUDGET: Duration = Duration::from_secs(10 * 60);
 
-/// Paced a little slower than the quota itself, so that network jitter between two of
-/// our requests never makes AWS see them closer together than allowed.
-const MARGIN: f64 = 1.1;
+/// Paced a little slower than the quota itself (a tenth of the interval, at most a
+/// second), so that network jitter between two of our requests never makes AWS see
+/// them closer together than allowed.
+fn margin(interval: Duration) -> Duration {
+    (interval / 10).min(Duration::from_secs(1))
+}
 
 impl Quota {
     /// The time between two requests at the quota's rate.
@@ -60,9 +63,9 @@ impl Quota {
         self.per / self.requests
     }
 
-    /// The time between two requests as provision paces them (see `MARGIN`).
+    /// The time between two requests as provision paces them (see `margin`).
     pub fn paced(&self) -> Duration {
-        self.interval().mul_f64(MARGIN)
+        self.interval() + margin(self.interval())
     }
 
     /// "1 per 30 s": as a person would say it.
@@ -296,7 +299,7 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(b.reserve(q, t0), Duration::ZERO);
         }
-        let step = q.interval().mul_f64(MARGIN);
+        let step = q.paced();
         // The 6th and 7th wait one and two intervals: each keeps its place in line.
         assert_eq!(b.reserve(q, t0), step);
         assert_eq!(b.reserve(q, t0), step * 2);
@@ -318,8 +321,11 @@ mod tests {
         };
         assert_eq!(b.reserve(q, t0), Duration::ZERO);
         let second = b.reserve(q, t0);
-        assert!(second >= Duration::from_secs(30), "{second:?}");
-        assert!(second <= Duration::from_secs(34), "{second:?}");
+        assert_eq!(second, Duration::from_secs(31));
+        assert_eq!(
+            api_gateway("CreateRestApi").paced(),
+            Duration::from_millis(3300)
+        );
     }
 
     #[tokio::test(start_paused = true)]
