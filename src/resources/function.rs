@@ -475,10 +475,16 @@ pub async fn check_ours(ctx: &Ctx<'_>) -> Result<bool> {
 }
 
 pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
-    let name = ctx.function_name();
     if !check_ours(ctx).await? {
         return Ok(false);
     }
+    delete_recorded(ctx).await
+}
+
+/// Deletes the function the state file records, with no read first: it was made or
+/// adopted (tag checked) by this stack, and its name is the stack's.
+pub async fn delete_recorded(ctx: &Ctx<'_>) -> Result<bool> {
+    let name = ctx.function_name();
     match ctx
         .aws
         .lambda

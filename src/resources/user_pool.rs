@@ -53,6 +53,11 @@ async fn describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
     }
 }
 
+/// The domain of a pool by id: None when there is no pool, Some(None) when it has none.
+pub async fn domain_of(ctx: &Ctx<'_>, id: &str) -> Result<Option<Option<String>>> {
+    Ok(describe(ctx, id).await?.map(|p| p.domain))
+}
+
 /// Whether a pool (of this account) is this stack's: its name and tag say so.
 pub async fn is_ours(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
     Ok(describe(ctx, id).await?.is_some_and(|p| {
