@@ -183,6 +183,15 @@ where
     Fut: std::future::Future<Output = Result<T>> + 'a,
 {
     let n = graph.nodes.len();
+    crate::aws::CallLog::global().set_graph(
+        (0..n)
+            .map(|i| {
+                let node = &graph.nodes[i];
+                let label = format!("{} {}", node.kind(), node.name());
+                (label.trim().to_string(), graph.parents[i].clone())
+            })
+            .collect(),
+    );
     let mut children = vec![Vec::new(); n];
     let mut waiting: Vec<usize> = graph.parents.iter().map(Vec::len).collect();
     for (child, parents) in graph.parents.iter().enumerate() {
@@ -206,7 +215,7 @@ where
                     (graph.nodes[*p].clone(), out)
                 })
                 .collect();
-            let fut = step(i, inputs);
+            let fut = crate::aws::in_node(i, step(i, inputs));
             running.push(async move { (i, fut.await) });
         }
         if running.is_empty() {
