@@ -58,6 +58,18 @@ async fn second_up_is_a_no_op_with_reads_only() {
         report["api_calls"].as_u64().unwrap() as usize,
         second.calls.len()
     );
+    // The reads the state file allows are sent at once, before the steps ask for them;
+    // a step finds its read done, never sends it a second time.
+    let mut sorted = second.calls.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        second.calls.len(),
+        "a read sent twice: {:?}",
+        second.calls
+    );
+    assert!(second.calls.len() <= 15, "{:?}", second.calls);
     let sdk = h.aws().await;
     assert_eq!(sdk.pools().await.len(), 1);
     assert_eq!(sdk.apis().await.len(), 1);

@@ -37,7 +37,11 @@ pub struct Converged {
 /// same time (up to `limit` nodes in flight).
 pub async fn converge(ctx: &Ctx<'_>, limit: usize) -> Result<Converged> {
     let g = graph::stack(ctx.desired);
-    let results = graph::run(&g, limit, |i, inputs| step(ctx, &g.nodes[i], inputs)).await?;
+    let (results, ()) = tokio::join!(
+        graph::run(&g, limit, |i, inputs| step(ctx, &g.nodes[i], inputs)),
+        crate::resources::prefetch(ctx)
+    );
+    let results = results?;
     let mut converged = Converged {
         pool_id: String::new(),
         api_id: String::new(),

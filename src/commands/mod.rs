@@ -177,6 +177,7 @@ fn context<'a>(
         done: Mutex::new(Vec::new()),
         function: Default::default(),
         api_surface: Default::default(),
+        reads: Default::default(),
         token_url: client::token_url(target.endpoint_url.as_deref(), run.prefix, &session.region),
         artifacts: match &target.state {
             Location::S3 { bucket, prefix } => Some((

@@ -112,6 +112,7 @@ impl Fixture {
             done: Default::default(),
             function: Default::default(),
             api_surface: Default::default(),
+            reads: Default::default(),
             token_url: "https://s-prefix.auth.us-east-1.amazoncognito.com/oauth2/token".into(),
             artifacts: None,
         }

@@ -76,6 +76,28 @@ async fn inline_policies(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The run's first reads of the role's attached and inline policies (see `read_once`).
+pub(super) fn first_policies<'c>(
+    ctx: &'c Ctx<'_>,
+    name: &'c str,
+) -> (
+    impl std::future::Future<Output = Result<Vec<String>>> + 'c,
+    impl std::future::Future<Output = Result<Vec<String>>> + 'c,
+) {
+    (
+        super::read_once(
+            ctx,
+            format!("ListAttachedRolePolicies {name}"),
+            attached_policies(ctx, name),
+        ),
+        super::read_once(
+            ctx,
+            format!("ListRolePolicies {name}"),
+            inline_policies(ctx, name),
+        ),
+    )
+}
+
 /// The role as `ensure` left it.
 #[derive(Debug, Clone)]
 pub struct Role {
@@ -92,9 +114,8 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
     let want = desired(ctx);
     let observed = match &found {
         Some(f) => {
-            let (attached, inline) = ctx
-                .both(attached_policies(ctx, &name), inline_policies(ctx, &name))
-                .await;
+            let (attached, inline) = first_policies(ctx, &name);
+            let (attached, inline) = ctx.both(attached, inline).await;
             Some(RoleSettings {
                 trust_policy: f.trust_policy.clone(),
                 policies: attached?,

@@ -12,6 +12,7 @@ use crate::plan::{decide, Decision, PoolSettings};
 
 pub const KIND: &str = "user_pool";
 
+#[derive(Debug, Clone)]
 pub struct Found {
     pub id: String,
     pub name: String,
@@ -68,11 +69,16 @@ pub async fn is_ours(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
 /// The pool: by the recorded id, else by name (checking its tag).
 pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     if let Some(id) = ctx.rec.get(KIND) {
-        if let Some(found) = describe(ctx, &id).await? {
+        if let Some(found) = first_describe(ctx, &id).await? {
             return Ok(Some(found));
         }
     }
     find_by_name(ctx).await
+}
+
+/// The run's first read of a pool (see `read_once`).
+pub(super) async fn first_describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
+    super::read_once(ctx, format!("DescribeUserPool {id}"), describe(ctx, id)).await
 }
 
 /// The one pool named for this stack (an error when there are several).
