@@ -23,7 +23,8 @@ use crate::resources::methods::{PROXY, ROOT};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     Role,
-    /// The function's log group, made before the function so Lambda writes into it.
+    /// The function's log group, made before anything may invoke the function (the
+    /// API's permission) so Lambda writes into it.
     LogGroup,
     Function,
     Pool,
@@ -110,7 +111,9 @@ pub fn stack(desired: &Desired) -> Graph {
     };
     let role = g.add(Node::Role, &[]);
     let logs = g.add(Node::LogGroup, &[]);
-    let function = g.add(Node::Function, &[role, logs]);
+    // The log group need not wait for the function, nor the function for it: nothing
+    // invokes the function (so nothing makes its group) before the API may.
+    let function = g.add(Node::Function, &[role]);
     let pool = g.add(Node::Pool, &[]);
     g.add(Node::Domain, &[pool]);
     let server = g.add(Node::ResourceServer, &[pool]);
@@ -138,7 +141,7 @@ pub fn stack(desired: &Desired) -> Graph {
         }
     }
     deployed.push(g.add(Node::OtherMethods, &[api]));
-    g.add(Node::Permission, &[function, api]);
+    g.add(Node::Permission, &[function, api, logs]);
     g.add(Node::Stage, &deployed);
     g
 }

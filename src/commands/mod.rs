@@ -313,11 +313,7 @@ mod tests {
     }
 
     fn package(binary: Vec<u8>) -> package::Package {
-        package::Package {
-            binary: crate::elf::inspect(&binary),
-            zip: Vec::new(),
-            code_sha256: String::new(),
-        }
+        package::Package::new(crate::elf::inspect(&binary), Vec::new())
     }
 
     #[test]

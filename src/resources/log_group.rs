@@ -1,5 +1,5 @@
 //! The function's CloudWatch log group, `/aws/lambda/<stack>-handler`: made by `up`
-//! before the function (so Lambda writes into a group that is tagged and expires, not
+//! before anything may invoke the function (so Lambda writes into a group that is tagged and expires, not
 //! one it makes itself that is kept, and billed, forever), with the configured
 //! retention; adopted when Lambda made it first; deleted by `down`.
 
