@@ -370,6 +370,26 @@ async fn a_new_domain_prefix_replaces_the_domain() {
     assert_eq!(h.json(&["invoke"])["status"], 200);
 }
 
+/// `down` deletes by the recorded ids; one that is gone already (the state file may be
+/// behind: a killed run made a new pool or API and lost its id) sends it searching by
+/// name and tag, so what is the stack's still goes.
+#[tokio::test]
+async fn down_with_stale_recorded_ids_still_finds_the_api_and_pool_by_tag() {
+    let h = Harness::new();
+    h.ok(&["up"]);
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(h.state_file()).unwrap()).unwrap();
+    state["resources"]["rest_api"] = "gone00".into();
+    state["resources"]["user_pool"] = "us-east-1_Gone0000".into();
+    std::fs::write(h.state_file(), state.to_string()).unwrap();
+    let down = h.ok(&["-o", "json", "down"]);
+    for op in ["apigateway:GetRestApis", "cognito-idp:ListUserPools"] {
+        assert!(down.calls.iter().any(|c| c == op), "{op}: {:?}", down.calls);
+    }
+    h.aws().await.assert_empty().await;
+    assert!(!h.state_file().exists());
+}
+
 #[tokio::test]
 async fn without_a_state_file_up_adopts_everything_and_down_removes_it() {
     let h = Harness::new();

@@ -159,17 +159,21 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
     let t = Instant::now();
     match node {
         // A recorded id was made (or adopted) through the exactly-once path, so it is the
-        // only one: deleted as it is, with no search. Without one, every API and pool of
-        // the stack's name and tag goes, duplicates included.
+        // only one: deleted as it is, with no search. Without one, or when it is gone
+        // already (a later one's id may have been lost by a killed run), every API and
+        // pool of the stack's name and tag goes, duplicates included.
         Node::Api => {
             let _activity = report::activity("deleting rest_api");
-            let gone_any = match recorded.get(rest_api::KIND) {
+            let by_id = match recorded.get(rest_api::KIND) {
+                Some(id) => rest_api::delete(ctx, id).await?.then_some(id),
+                None => None,
+            };
+            let gone_any = match by_id {
                 Some(id) => {
-                    let gone = rest_api::delete(ctx, id).await?;
-                    tell(ctx, rest_api::KIND, id, None, gone, t);
-                    gone
+                    tell(ctx, rest_api::KIND, id, None, true, t);
+                    true
                 }
-                None => apis_by_search(ctx, t).await?,
+                None => apis_by_search(ctx, recorded, t).await?,
             };
             cascaded(ctx, recorded, node, gone_any).await?;
             ctx.rec.remove(rest_api::KIND).await?;
@@ -184,10 +188,11 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
         }
         Node::Pool => {
             let _activity = report::activity("deleting user_pool_domain and user_pool");
-            let gone_any = match recorded.get(user_pool::KIND) {
+            let by_id = match recorded.get(user_pool::KIND) {
                 Some(id) => pool_by_id(ctx, recorded, id, t).await?,
-                None => pools_by_search(ctx, recorded, t).await?,
+                None => false,
             };
+            let gone_any = by_id || pools_by_search(ctx, recorded, t).await?;
             cascaded(ctx, recorded, node, gone_any).await?;
             for key in [user_pool::KIND, domain::KIND] {
                 ctx.rec.remove(key).await?;
@@ -245,7 +250,7 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
 }
 
 /// Every API of the stack's name and tag (duplicates too, so none is left behind).
-async fn apis_by_search(ctx: &Ctx<'_>, t: Instant) -> Result<bool> {
+async fn apis_by_search(ctx: &Ctx<'_>, recorded: &StateFile, t: Instant) -> Result<bool> {
     let apis = rest_api::find_all(ctx).await?;
     let mut gone_any = false;
     for api in &apis {
@@ -254,7 +259,11 @@ async fn apis_by_search(ctx: &Ctx<'_>, t: Instant) -> Result<bool> {
         tell(ctx, rest_api::KIND, &api.id, None, gone, t);
     }
     if apis.is_empty() {
-        tell(ctx, rest_api::KIND, &ctx.api_name(), None, false, t);
+        let id = recorded
+            .get(rest_api::KIND)
+            .map(str::to_string)
+            .unwrap_or_else(|| ctx.api_name());
+        tell(ctx, rest_api::KIND, &id, None, false, t);
     }
     Ok(gone_any)
 }
@@ -266,7 +275,11 @@ async fn pools_by_search(ctx: &Ctx<'_>, recorded: &StateFile, t: Instant) -> Res
         if let Some(d) = recorded.get(domain::KIND) {
             tell(ctx, domain::KIND, d, None, false, t);
         }
-        tell(ctx, user_pool::KIND, &ctx.pool_name(), None, false, t);
+        let id = recorded
+            .get(user_pool::KIND)
+            .map(str::to_string)
+            .unwrap_or_else(|| ctx.pool_name());
+        tell(ctx, user_pool::KIND, &id, None, false, t);
     }
     let mut gone_any = false;
     for pool in &pools {
@@ -283,10 +296,12 @@ async fn pools_by_search(ctx: &Ctx<'_>, recorded: &StateFile, t: Instant) -> Res
     Ok(gone_any)
 }
 
-/// The recorded pool, after its recorded domain. The pool is read only when AWS
-/// refuses: a domain the state does not know (a run stopped between making it and
-/// recording it) keeps the pool, a domain already gone is refused.
+/// The recorded pool, after its recorded domain; false (nothing reported) when the
+/// pool was gone already. The pool is read only when AWS refuses: a domain the state
+/// does not know (a run stopped between making it and recording it) keeps the pool, a
+/// domain already gone is refused.
 async fn pool_by_id(ctx: &Ctx<'_>, recorded: &StateFile, id: &str, t: Instant) -> Result<bool> {
+    let mut domain_gone = None;
     if let Some(prefix) = recorded.get(domain::KIND) {
         let gone = match domain::delete(ctx, id, prefix).await {
             Ok(gone) => gone,
@@ -295,7 +310,7 @@ async fn pool_by_id(ctx: &Ctx<'_>, recorded: &StateFile, id: &str, t: Instant) -
                 _ => false,
             },
         };
-        tell(ctx, domain::KIND, prefix, None, gone, t);
+        domain_gone = Some((prefix, gone));
     }
     let gone = match user_pool::delete(ctx, id).await {
         Ok(gone) => gone,
@@ -309,8 +324,14 @@ async fn pool_by_id(ctx: &Ctx<'_>, recorded: &StateFile, id: &str, t: Instant) -
             user_pool::delete(ctx, id).await?
         }
     };
-    tell(ctx, user_pool::KIND, id, None, gone, t);
-    Ok(gone)
+    if !gone {
+        return Ok(false);
+    }
+    if let Some((prefix, gone)) = domain_gone {
+        tell(ctx, domain::KIND, prefix, None, gone, t);
+    }
+    tell(ctx, user_pool::KIND, id, None, true, t);
+    Ok(true)
 }
 
 /// The secrets the state records, by name: no listing.
