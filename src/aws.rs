@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
-    InterceptorContext,
+    FinalizerInterceptorContextRef, InterceptorContext,
 };
 use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
@@ -37,6 +37,49 @@ pub struct CallLog {
 struct CallLogInner {
     count: AtomicUsize,
     ops: Mutex<Vec<String>>,
+    trace: Mutex<Trace>,
+}
+
+/// When each request went out and came back, and which graph node sent it, with the
+/// graph that ran: what the benchmark needs to find the longest chain of requests
+/// that had to wait for one another (PROVISION_TRACE).
+#[derive(Debug, Default)]
+struct Trace {
+    requests: Vec<Traced>,
+    /// Each node's label and parents (indices), as `graph::run` ran them.
+    graph: Vec<(String, Vec<usize>)>,
+}
+
+#[derive(Debug)]
+struct Traced {
+    op: String,
+    node: Option<usize>,
+    start: Duration,
+    end: Option<Duration>,
+}
+
+tokio::task_local! {
+    /// The graph node whose step is running (see `in_node`).
+    static NODE: usize;
+}
+
+/// Runs `step` as the work of graph node `node`: its requests are traced as that node's.
+pub async fn in_node<T>(node: usize, step: impl std::future::Future<Output = T>) -> T {
+    NODE.scope(node, step).await
+}
+
+/// Time since the process started (see `main`): the trace's clock.
+pub fn since_start() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
+/// The trace index of an attempt, kept in its config bag from send to answer.
+#[derive(Debug, Clone)]
+struct Attempt(usize);
+
+impl aws_smithy_types::config_bag::Storable for Attempt {
+    type Storer = aws_smithy_types::config_bag::StoreReplace<Self>;
 }
 
 static CALLS: std::sync::OnceLock<CallLog> = std::sync::OnceLock::new();
@@ -54,10 +97,55 @@ impl CallLog {
     pub fn operations(&self) -> Vec<String> {
         self.inner.ops.lock().expect("call log").clone()
     }
-    fn record(&self, op: String) {
+    fn record(&self, op: String) -> usize {
         self.inner.count.fetch_add(1, Ordering::Relaxed);
         report::trace(&format!("aws request {op}"));
-        self.inner.ops.lock().expect("call log").push(op);
+        self.inner.ops.lock().expect("call log").push(op.clone());
+        let mut trace = self.inner.trace.lock().expect("trace");
+        trace.requests.push(Traced {
+            op,
+            node: NODE.try_with(|n| *n).ok(),
+            start: since_start(),
+            end: None,
+        });
+        trace.requests.len() - 1
+    }
+
+    fn answered(&self, attempt: usize) {
+        if let Some(r) = self
+            .inner
+            .trace
+            .lock()
+            .expect("trace")
+            .requests
+            .get_mut(attempt)
+        {
+            r.end = Some(since_start());
+        }
+    }
+
+    /// The graph the command runs: node labels and their parents.
+    pub fn set_graph(&self, nodes: Vec<(String, Vec<usize>)>) {
+        self.inner.trace.lock().expect("trace").graph = nodes;
+    }
+
+    /// `{"graph": [{"node", "parents"}], "requests": [{"op", "node", "start_ms", "end_ms"}]}`;
+    /// `node` is an index into `graph`, null for requests outside it (the account check,
+    /// state on S3).
+    pub fn trace_json(&self) -> serde_json::Value {
+        let trace = self.inner.trace.lock().expect("trace");
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        serde_json::json!({
+            "graph": trace.graph.iter().map(|(label, parents)| {
+                serde_json::json!({"node": label, "parents": parents})
+            }).collect::<Vec<_>>(),
+            "requests": trace.requests.iter().map(|r| serde_json::json!({
+                "op": r.op,
+                "node": r.node,
+                "start_ms": ms(r.start),
+                "end_ms": r.end.map(ms),
+            })).collect::<Vec<_>>(),
+        })
     }
 }
 
@@ -83,7 +171,20 @@ impl Intercept for Counter {
             .load::<Metadata>()
             .map(|m| m.name().to_string())
             .unwrap_or_else(|| "unknown".into());
-        self.log.record(format!("{}:{op}", self.service));
+        let attempt = self.log.record(format!("{}:{op}", self.service));
+        cfg.interceptor_state().store_put(Attempt(attempt));
+        Ok(())
+    }
+
+    fn read_after_attempt(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(Attempt(i)) = cfg.load::<Attempt>() {
+            self.log.answered(*i);
+        }
         Ok(())
     }
 }

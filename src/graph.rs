@@ -23,7 +23,8 @@ use crate::resources::methods::{PROXY, ROOT};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     Role,
-    /// The function's log group, made before the function so Lambda writes into it.
+    /// The function's log group, made before anything may invoke the function (the
+    /// API's permission) so Lambda writes into it.
     LogGroup,
     Function,
     Pool,
@@ -110,7 +111,9 @@ pub fn stack(desired: &Desired) -> Graph {
     };
     let role = g.add(Node::Role, &[]);
     let logs = g.add(Node::LogGroup, &[]);
-    let function = g.add(Node::Function, &[role, logs]);
+    // The log group need not wait for the function, nor the function for it: nothing
+    // invokes the function (so nothing makes its group) before the API may.
+    let function = g.add(Node::Function, &[role]);
     let pool = g.add(Node::Pool, &[]);
     g.add(Node::Domain, &[pool]);
     let server = g.add(Node::ResourceServer, &[pool]);
@@ -138,7 +141,7 @@ pub fn stack(desired: &Desired) -> Graph {
         }
     }
     deployed.push(g.add(Node::OtherMethods, &[api]));
-    g.add(Node::Permission, &[function, api]);
+    g.add(Node::Permission, &[function, api, logs]);
     g.add(Node::Stage, &deployed);
     g
 }
@@ -154,7 +157,8 @@ pub fn teardown() -> Graph {
     g.add(Node::OtherSecrets, &[]);
     g.add(Node::Pool, &[]);
     let function = g.add(Node::Function, &[]);
-    g.add(Node::Role, &[function]);
+    // IAM deletes a role a function still names: the two go at once.
+    g.add(Node::Role, &[]);
     // After the function: an invocation would make the group again.
     g.add(Node::LogGroup, &[function]);
     g
@@ -182,6 +186,15 @@ where
     Fut: std::future::Future<Output = Result<T>> + 'a,
 {
     let n = graph.nodes.len();
+    crate::aws::CallLog::global().set_graph(
+        (0..n)
+            .map(|i| {
+                let node = &graph.nodes[i];
+                let label = format!("{} {}", node.kind(), node.name());
+                (label.trim().to_string(), graph.parents[i].clone())
+            })
+            .collect(),
+    );
     let mut children = vec![Vec::new(); n];
     let mut waiting: Vec<usize> = graph.parents.iter().map(Vec::len).collect();
     for (child, parents) in graph.parents.iter().enumerate() {
@@ -205,7 +218,7 @@ where
                     (graph.nodes[*p].clone(), out)
                 })
                 .collect();
-            let fut = step(i, inputs);
+            let fut = crate::aws::in_node(i, step(i, inputs));
             running.push(async move { (i, fut.await) });
         }
         if running.is_empty() {

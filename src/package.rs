@@ -6,6 +6,7 @@
 
 use std::io::{Cursor, Write};
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 use zip::write::SimpleFileOptions;
@@ -61,21 +62,55 @@ pub fn check_zipped(binary: &Path, size: u64) -> Result<()> {
 pub struct Package {
     /// What the binary is (machine, glibc need), or why it is not an executable.
     pub binary: Result<crate::elf::BinaryInfo, String>,
-    pub zip: Vec<u8>,
-    /// Base64 of the zip's SHA-256, the form Lambda reports as `CodeSha256`.
-    pub code_sha256: String,
+    /// The zip and its code SHA-256: done, or being packed on a thread of its own.
+    packing: Mutex<Option<std::thread::JoinHandle<Packed>>>,
+    packed: OnceLock<Packed>,
 }
 
+/// The zip, and the base64 of its SHA-256 (the form Lambda reports as `CodeSha256`).
+type Packed = (Vec<u8>, String);
+
 impl Package {
+    /// A package already packed.
+    pub fn new(binary: Result<crate::elf::BinaryInfo, String>, zip: Vec<u8>) -> Package {
+        Package {
+            binary,
+            packing: Mutex::new(None),
+            packed: OnceLock::from(pack_digest(zip)),
+        }
+    }
+
+    fn packed(&self) -> &Packed {
+        self.packed.get_or_init(|| {
+            let job = self.packing.lock().expect("packing").take();
+            job.expect("a package is packed or being packed")
+                .join()
+                .expect("the packing thread does not panic")
+        })
+    }
+
+    pub fn zip(&self) -> &[u8] {
+        &self.packed().0
+    }
+
+    pub fn code_sha256(&self) -> &str {
+        &self.packed().1
+    }
+
     /// Too big to send in the request: it must go through S3.
     pub fn needs_s3(&self) -> bool {
-        self.zip.len() as u64 > MAX_ZIPPED
+        self.zip().len() as u64 > MAX_ZIPPED
     }
 
     /// The hex SHA-256 of the zip (artifact names).
     pub fn sha256_hex(&self) -> String {
-        hex::encode(Sha256::digest(&self.zip))
+        hex::encode(Sha256::digest(self.zip()))
     }
+}
+
+fn pack_digest(zip: Vec<u8>) -> Packed {
+    let sha = aws_smithy_types::base64::encode(Sha256::digest(&zip));
+    (zip, sha)
 }
 
 /// Reads the handler binary and packs it. Checks Lambda's size limits on the way, for
@@ -119,16 +154,23 @@ pub fn build(
     }
     // Again on what was read: a size on disk can be 0 for a pipe or a special file.
     check_unzipped(binary, bytes.len() as u64)?;
-    let zip = zip_bootstrap(&bytes);
-    if !via_s3 {
-        check_zipped(binary, zip.len() as u64)?;
+    let info = crate::elf::inspect(&bytes);
+    // Packing takes tens of milliseconds, which the run can spend setting up and
+    // reading AWS: a binary well under the direct-upload limit cannot zip to more than
+    // the limit (deflate adds at most 5 bytes per 64 KiB block), so it is packed on a
+    // thread of its own; a bigger one now, to check the zip before any AWS call.
+    if via_s3 || (bytes.len() as u64) < MAX_ZIPPED - MAX_ZIPPED / 64 {
+        return Ok(Package {
+            binary: info,
+            packing: Mutex::new(Some(std::thread::spawn(move || {
+                pack_digest(zip_bootstrap(&bytes))
+            }))),
+            packed: OnceLock::new(),
+        });
     }
-    let code_sha256 = aws_smithy_types::base64::encode(Sha256::digest(&zip));
-    Ok(Package {
-        binary: crate::elf::inspect(&bytes),
-        zip,
-        code_sha256,
-    })
+    let zip = zip_bootstrap(&bytes);
+    check_zipped(binary, zip.len() as u64)?;
+    Ok(Package::new(info, zip))
 }
 
 fn read_at_most(file: std::fs::File, limit: u64) -> std::io::Result<Vec<u8>> {
@@ -190,10 +232,10 @@ mod tests {
         std::fs::write(&path, b"binary").unwrap();
         let p = build(&path, true, crate::config::Arch::X86_64, false).unwrap();
         assert_eq!(
-            p.code_sha256,
-            aws_smithy_types::base64::encode(Sha256::digest(&p.zip))
+            p.code_sha256(),
+            aws_smithy_types::base64::encode(Sha256::digest(p.zip()))
         );
-        assert_eq!(p.code_sha256.len(), 44);
+        assert_eq!(p.code_sha256().len(), 44);
     }
 
     #[test]

@@ -37,7 +37,11 @@ pub struct Converged {
 /// same time (up to `limit` nodes in flight).
 pub async fn converge(ctx: &Ctx<'_>, limit: usize) -> Result<Converged> {
     let g = graph::stack(ctx.desired);
-    let results = graph::run(&g, limit, |i, inputs| step(ctx, &g.nodes[i], inputs)).await?;
+    let (results, ()) = tokio::join!(
+        graph::run(&g, limit, |i, inputs| step(ctx, &g.nodes[i], inputs)),
+        crate::resources::prefetch(ctx)
+    );
+    let results = results?;
     let mut converged = Converged {
         pool_id: String::new(),
         api_id: String::new(),
@@ -243,18 +247,27 @@ async fn step(ctx: &Ctx<'_>, node: &Node, inputs: Vec<(Node, Out)>) -> Result<Ou
         }
         Node::Permission => {
             let (function, api) = (inputs.function()?, inputs.api()?);
-            if function.settling {
-                ctx.track(
-                    "waiting for lambda_function to be ready",
-                    function::wait_settled(ctx),
-                )
-                .await?;
+            let grant = permission::ensure(ctx, &function.handle, &api.handle);
+            let waiting = "waiting for lambda_function to be ready";
+            if function.settling && function.handle.fresh {
+                // A function being created takes a permission (only invoking it
+                // waits; a "busy" answer is sent again), so the grant does not wait
+                // for it. `up` still ends only once the function can run.
+                let (granted, ready) = ctx
+                    .both(
+                        ctx.track(label, grant),
+                        ctx.track(waiting, function::wait_settled(ctx)),
+                    )
+                    .await;
+                granted?;
+                ready?;
+            } else {
+                if function.settling {
+                    // An update in progress refuses a permission change.
+                    ctx.track(waiting, function::wait_settled(ctx)).await?;
+                }
+                ctx.track(label, grant).await?;
             }
-            ctx.track(
-                label,
-                permission::ensure(ctx, &function.handle, &api.handle),
-            )
-            .await?;
             Out::Done
         }
         Node::Stage => {

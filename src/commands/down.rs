@@ -168,54 +168,43 @@ async fn cascaded(ctx: &Ctx<'_>, recorded: &StateFile, parent: &Node, gone: bool
 async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> {
     let t = Instant::now();
     match node {
+        // A recorded id was made (or adopted) through the exactly-once path, so it is the
+        // only one: deleted as it is, with no search. Without one, or when it is gone
+        // already (a later one's id may have been lost by a killed run), every API and
+        // pool of the stack's name and tag goes, duplicates included.
         Node::Api => {
             let _activity = ctx.show.then(|| report::activity("deleting rest_api"));
-            // Every API of this name and tag: duplicates too, so none is left behind.
-            let apis = rest_api::find_all(ctx).await?;
-            let mut gone_any = false;
-            for api in &apis {
-                let gone = rest_api::delete(ctx, &api.id).await?;
-                gone_any |= gone;
-                tell(ctx, rest_api::KIND, &api.id, None, gone, t);
-            }
-            if apis.is_empty() {
-                let id = recorded
-                    .get(rest_api::KIND)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| ctx.api_name());
-                tell(ctx, rest_api::KIND, &id, None, false, t);
-            }
+            let by_id = match recorded.get(rest_api::KIND) {
+                Some(id) => rest_api::delete(ctx, id).await?.then_some(id),
+                None => None,
+            };
+            let gone_any = match by_id {
+                Some(id) => {
+                    tell(ctx, rest_api::KIND, id, None, true, t);
+                    true
+                }
+                None => apis_by_search(ctx, recorded, t).await?,
+            };
             cascaded(ctx, recorded, node, gone_any).await?;
             ctx.rec.remove(rest_api::KIND).await?;
         }
         Node::OtherSecrets => {
             let _activity = ctx.show.then(|| report::activity("deleting secrets"));
-            secret::sweep(ctx, true).await?;
+            if recorded.resources.is_empty() {
+                secret::sweep(ctx, true).await?;
+            } else {
+                secrets_recorded(ctx, recorded).await?;
+            }
         }
         Node::Pool => {
             let _activity = ctx
                 .show
                 .then(|| report::activity("deleting user_pool_domain and user_pool"));
-            // Every pool of this name and tag: duplicates too, so none is left behind.
-            let pools = user_pool::find_all(ctx).await?;
-            if pools.is_empty() {
-                if let Some(d) = recorded.get(domain::KIND) {
-                    tell(ctx, domain::KIND, d, None, false, t);
-                }
-                tell(ctx, user_pool::KIND, &ctx.pool_name(), None, false, t);
-            }
-            let mut gone_any = false;
-            for pool in &pools {
-                // AWS deletes a pool only once its domain is gone.
-                if let Some(prefix) = &pool.domain {
-                    let t = Instant::now();
-                    let gone = domain::delete(ctx, &pool.id, prefix).await?;
-                    tell(ctx, domain::KIND, prefix, None, gone, t);
-                }
-                let gone = user_pool::delete(ctx, &pool.id).await?;
-                gone_any |= gone;
-                tell(ctx, user_pool::KIND, &pool.id, None, gone, t);
-            }
+            let by_id = match recorded.get(user_pool::KIND) {
+                Some(id) => pool_by_id(ctx, recorded, id, t).await?,
+                None => false,
+            };
+            let gone_any = by_id || pools_by_search(ctx, recorded, t).await?;
             cascaded(ctx, recorded, node, gone_any).await?;
             for key in [user_pool::KIND, domain::KIND] {
                 ctx.rec.remove(key).await?;
@@ -225,8 +214,17 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
             let _activity = ctx
                 .show
                 .then(|| report::activity("deleting lambda_function"));
-            // Refuses a function that is not this stack's, its permission included.
-            let gone = function::delete(ctx).await?;
+            let gone = if recorded.get(function::KIND).is_some() {
+                if recorded.get(role::KIND) != Some(ctx.role_name().as_str()) {
+                    // Which role is this region's may depend on the function's role:
+                    // read it while the function is there (see `role::delete`).
+                    function::observed(ctx).await?;
+                }
+                function::delete_recorded(ctx).await?
+            } else {
+                // Refuses a function that is not this stack's, its permission included.
+                function::delete(ctx).await?
+            };
             tell(ctx, function::KIND, &ctx.function_name(), None, gone, t);
             let packages = function::delete_artifacts(ctx).await?;
             if packages > 0 {
@@ -261,6 +259,106 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
             ctx.rec.remove(role::KIND).await?;
         }
         other => unreachable!("{other:?} is not deleted by itself"),
+    }
+    Ok(())
+}
+
+/// Every API of the stack's name and tag (duplicates too, so none is left behind).
+async fn apis_by_search(ctx: &Ctx<'_>, recorded: &StateFile, t: Instant) -> Result<bool> {
+    let apis = rest_api::find_all(ctx).await?;
+    let mut gone_any = false;
+    for api in &apis {
+        let gone = rest_api::delete(ctx, &api.id).await?;
+        gone_any |= gone;
+        tell(ctx, rest_api::KIND, &api.id, None, gone, t);
+    }
+    if apis.is_empty() {
+        let id = recorded
+            .get(rest_api::KIND)
+            .map(str::to_string)
+            .unwrap_or_else(|| ctx.api_name());
+        tell(ctx, rest_api::KIND, &id, None, false, t);
+    }
+    Ok(gone_any)
+}
+
+/// Every pool of the stack's name and tag (duplicates too), each after its domain.
+async fn pools_by_search(ctx: &Ctx<'_>, recorded: &StateFile, t: Instant) -> Result<bool> {
+    let pools = user_pool::find_all(ctx).await?;
+    if pools.is_empty() {
+        if let Some(d) = recorded.get(domain::KIND) {
+            tell(ctx, domain::KIND, d, None, false, t);
+        }
+        let id = recorded
+            .get(user_pool::KIND)
+            .map(str::to_string)
+            .unwrap_or_else(|| ctx.pool_name());
+        tell(ctx, user_pool::KIND, &id, None, false, t);
+    }
+    let mut gone_any = false;
+    for pool in &pools {
+        // AWS deletes a pool only once its domain is gone.
+        if let Some(prefix) = &pool.domain {
+            let t = Instant::now();
+            let gone = domain::delete(ctx, &pool.id, prefix).await?;
+            tell(ctx, domain::KIND, prefix, None, gone, t);
+        }
+        let gone = user_pool::delete(ctx, &pool.id).await?;
+        gone_any |= gone;
+        tell(ctx, user_pool::KIND, &pool.id, None, gone, t);
+    }
+    Ok(gone_any)
+}
+
+/// The recorded pool, after its recorded domain; false (nothing reported) when the
+/// pool was gone already. The pool is read only when AWS refuses: a domain the state
+/// does not know (a run stopped between making it and recording it) keeps the pool, a
+/// domain already gone is refused.
+async fn pool_by_id(ctx: &Ctx<'_>, recorded: &StateFile, id: &str, t: Instant) -> Result<bool> {
+    let mut domain_gone = None;
+    if let Some(prefix) = recorded.get(domain::KIND) {
+        let gone = match domain::delete(ctx, id, prefix).await {
+            Ok(gone) => gone,
+            Err(e) => match user_pool::domain_of(ctx, id).await? {
+                Some(Some(d)) if d == prefix => return Err(e),
+                _ => false,
+            },
+        };
+        domain_gone = Some((prefix, gone));
+    }
+    let gone = match user_pool::delete(ctx, id).await {
+        Ok(gone) => gone,
+        Err(e) => {
+            let Some(Some(prefix)) = user_pool::domain_of(ctx, id).await? else {
+                return Err(e);
+            };
+            let td = Instant::now();
+            let gone = domain::delete(ctx, id, &prefix).await?;
+            tell(ctx, domain::KIND, &prefix, None, gone, td);
+            user_pool::delete(ctx, id).await?
+        }
+    };
+    if !gone {
+        return Ok(false);
+    }
+    if let Some((prefix, gone)) = domain_gone {
+        tell(ctx, domain::KIND, prefix, None, gone, t);
+    }
+    tell(ctx, user_pool::KIND, id, None, true, t);
+    Ok(true)
+}
+
+/// The secrets the state records, by name: no listing.
+async fn secrets_recorded(ctx: &Ctx<'_>, recorded: &StateFile) -> Result<()> {
+    let prefix = format!("{} ", secret::KIND);
+    for (key, name) in &recorded.resources {
+        let Some(client) = key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let t = Instant::now();
+        let gone = secret::delete(ctx, name).await?;
+        tell(ctx, secret::KIND, name, Some(client), gone, t);
+        ctx.rec.remove(key).await?;
     }
     Ok(())
 }

@@ -181,6 +181,7 @@ fn context<'a>(
         done: Mutex::new(Vec::new()),
         function: Default::default(),
         api_surface: Default::default(),
+        reads: Default::default(),
         token_url: client::token_url(target.endpoint_url.as_deref(), run.prefix, &session.region),
         artifacts: match &target.state {
             Location::S3 { bucket, prefix } => Some((
@@ -316,11 +317,7 @@ mod tests {
     }
 
     fn package(binary: Vec<u8>) -> package::Package {
-        package::Package {
-            binary: crate::elf::inspect(&binary),
-            zip: Vec::new(),
-            code_sha256: String::new(),
-        }
+        package::Package::new(crate::elf::inspect(&binary), Vec::new())
     }
 
     #[test]

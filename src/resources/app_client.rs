@@ -77,6 +77,26 @@ async fn describe(ctx: &Ctx<'_>, pool_id: &str, client_id: &str) -> Result<Optio
     }
 }
 
+/// The run's first read of a client (see `read_once`).
+pub(super) async fn first_describe(
+    ctx: &Ctx<'_>,
+    pool_id: &str,
+    client_id: &str,
+) -> Result<Option<ClientSettings>> {
+    let key = format!("DescribeUserPoolClient {pool_id} {client_id}");
+    super::read_once(ctx, key, describe(ctx, pool_id, client_id)).await
+}
+
+/// The run's first listing of the pool's clients (see `read_once`).
+pub(super) async fn first_list(ctx: &Ctx<'_>, pool_id: &str) -> Result<Vec<(String, String)>> {
+    super::read_once(
+        ctx,
+        format!("ListUserPoolClients {pool_id}"),
+        list(ctx, pool_id),
+    )
+    .await
+}
+
 /// The client's id by name, among the pool's clients.
 async fn find_by_name(ctx: &Ctx<'_>, pool_id: &str, name: &str) -> Result<Option<String>> {
     let mut ids = ids_by_name(ctx, pool_id, name).await?;
@@ -154,7 +174,7 @@ pub async fn find(
     spec: &ClientSpec,
 ) -> Result<Option<(String, ClientSettings)>> {
     if let Some(id) = ctx.rec.get(&state_key(&spec.name)) {
-        if let Some(s) = describe(ctx, pool_id, &id).await? {
+        if let Some(s) = first_describe(ctx, pool_id, &id).await? {
             return Ok(Some((id, s)));
         }
     }
@@ -310,7 +330,7 @@ pub async fn sweep(ctx: &Ctx<'_>, pool: &Handle) -> Result<()> {
         return Ok(());
     }
     let prefix = format!("{}-", ctx.stack);
-    for (id, cognito_name) in list(ctx, &pool.id).await? {
+    for (id, cognito_name) in first_list(ctx, &pool.id).await? {
         let Some(name) = cognito_name.strip_prefix(&prefix) else {
             continue;
         };

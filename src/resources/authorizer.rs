@@ -58,6 +58,14 @@ async fn find(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<(String, AuthorizerS
         }))
 }
 
+/// The run's first read of the API's authorizers (see `read_once`).
+pub(super) async fn first_find(
+    ctx: &Ctx<'_>,
+    api_id: &str,
+) -> Result<Option<(String, AuthorizerSettings)>> {
+    super::read_once(ctx, format!("GetAuthorizers {api_id}"), find(ctx, api_id)).await
+}
+
 pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, pool: &Handle) -> Result<Handle> {
     let started = Instant::now();
     let recorded_id = ctx.rec.get(KIND);
@@ -65,7 +73,7 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, pool: &Handle) -> Result<Handle
     let found = if api.fresh {
         None
     } else {
-        find(ctx, &api.id).await?
+        first_find(ctx, &api.id).await?
     };
     let recorded = recorded_id.is_some() && found.as_ref().map(|f| &f.0) == recorded_id.as_ref();
     let decision = decide(&want, found.as_ref().map(|f| &f.1));

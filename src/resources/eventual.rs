@@ -85,11 +85,10 @@ pub(super) async fn fixture(rules: Vec<(&'static str, Rule)>) -> Fixture {
             crate::store::Sink::File(dir.path().join("s.json")),
             StateFile::new("s", "us-east-1", None),
         ),
-        package: Package {
-            binary: Err("not inspected".into()),
-            zip: package::zip_bootstrap(b"binary"),
-            code_sha256: "sha".into(),
-        },
+        package: Package::new(
+            Err("not inspected".into()),
+            package::zip_bootstrap(b"binary"),
+        ),
         _dir: dir,
     }
 }
@@ -112,6 +111,7 @@ impl Fixture {
             done: Default::default(),
             function: Default::default(),
             api_surface: Default::default(),
+            reads: Default::default(),
             token_url: "https://s-prefix.auth.us-east-1.amazoncognito.com/oauth2/token".into(),
             artifacts: None,
         }
@@ -133,7 +133,11 @@ fn function_state(
                 .function_arn("arn:aws:lambda:us-east-1:123456789012:function:s-handler")
                 .state(state)
                 .set_last_update_status(update)
-                .code_sha256("sha")
+                // The fixture's package: the code is unchanged.
+                .code_sha256(
+                    Package::new(Err(String::new()), package::zip_bootstrap(b"binary"))
+                        .code_sha256(),
+                )
                 .memory_size(memory)
                 .timeout(10)
                 .runtime(aws_sdk_lambda::types::Runtime::from("provided.al2023"))

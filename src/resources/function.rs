@@ -87,7 +87,7 @@ fn desired(ctx: &Ctx<'_>, role: &Handle, observed: Option<&FunctionSettings>) ->
     FunctionSettings {
         // Without a package (status without a handler build) the code is not compared.
         code_sha256: match (ctx.package, observed) {
-            (Some(p), _) => p.code_sha256.clone(),
+            (Some(p), _) => p.code_sha256().to_string(),
             (None, Some(o)) => o.code_sha256.clone(),
             (None, None) => String::new(),
         },
@@ -240,20 +240,20 @@ enum Code {
 
 async fn code(ctx: &Ctx<'_>, package: &Package) -> Result<Code> {
     if !package.needs_s3() {
-        return Ok(Code::Inline(package.zip.clone()));
+        return Ok(Code::Inline(package.zip().to_vec()));
     }
     let Some((bucket, prefix)) = &ctx.artifacts else {
         // `package::build` refuses this without S3 state; kept as a second line.
         return Err(Error::usage(format!(
             "handler package: {} bytes, over Lambda's 50 MB direct upload, and no S3 state to upload it through",
-            package.zip.len()
+            package.zip().len()
         )));
     };
     // Named by content: the same package is the same object.
     let key = format!("{prefix}{}.zip", package.sha256_hex());
     report::info(&format!(
         "uploading the handler package ({} MB) to s3://{bucket}/{key}",
-        package.zip.len() >> 20
+        package.zip().len() >> 20
     ));
     ctx.aws
         .s3
@@ -261,7 +261,7 @@ async fn code(ctx: &Ctx<'_>, package: &Package) -> Result<Code> {
         .bucket(bucket)
         .key(&key)
         .body(aws_sdk_s3::primitives::ByteStream::from(
-            package.zip.clone(),
+            package.zip().to_vec(),
         ))
         .send()
         .await
@@ -381,8 +381,8 @@ pub fn role_not_assumable_yet(e: &SdkFailure) -> bool {
 }
 
 /// Waits until the function is Active and no update is in progress. Polls often at
-/// first, then less. Right
-/// after a change the function is known not to be ready, so the first look waits too.
+/// first, then less. Right after a change the function is known not to be ready, so
+/// the first look waits too.
 pub async fn wait_ready(ctx: &Ctx<'_>) -> Result<()> {
     wait(ctx, false).await
 }
@@ -397,12 +397,13 @@ async fn wait(ctx: &Ctx<'_>, just_changed: bool) -> Result<()> {
     let name = ctx.function_name();
     report::info(&format!("waiting for Lambda function {name} to be ready"));
     let started = Instant::now();
-    // A change takes from half a second (an emulator) to several (AWS) to settle:
-    // first look after 400 ms, then every 250 ms for a second, then back off to 5 s.
-    let mut delay = Duration::from_millis(250);
-    let mut polls = 0u32;
+    // A change takes from half a second (MiniStack: 0.5 s) to several (AWS) to settle,
+    // and everything else is usually done by then: look every 50 ms for the first
+    // second, so a quick one is noticed within 50 ms, then back off to 5 s. (20 reads
+    // a second, well within GetFunction's quota of 100 per second and account.)
+    let mut delay = Duration::from_millis(50);
     if just_changed {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(delay).await;
     }
     loop {
         let out = ctx
@@ -441,8 +442,7 @@ async fn wait(ctx: &Ctx<'_>, just_changed: bool) -> Result<()> {
             ));
         }
         tokio::time::sleep(delay).await;
-        polls += 1;
-        if polls >= 4 {
+        if started.elapsed() >= Duration::from_secs(1) {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
@@ -475,10 +475,16 @@ pub async fn check_ours(ctx: &Ctx<'_>) -> Result<bool> {
 }
 
 pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
-    let name = ctx.function_name();
     if !check_ours(ctx).await? {
         return Ok(false);
     }
+    delete_recorded(ctx).await
+}
+
+/// Deletes the function the state file records, with no read first: it was made or
+/// adopted (tag checked) by this stack, and its name is the stack's.
+pub async fn delete_recorded(ctx: &Ctx<'_>) -> Result<bool> {
+    let name = ctx.function_name();
     match ctx
         .aws
         .lambda

@@ -1,5 +1,5 @@
 //! The function's CloudWatch log group, `/aws/lambda/<stack>-handler`: made by `up`
-//! before the function (so Lambda writes into a group that is tagged and expires, not
+//! before anything may invoke the function (so Lambda writes into a group that is tagged and expires, not
 //! one it makes itself that is kept, and billed, forever), with the configured
 //! retention; adopted when Lambda made it first; deleted by `down`.
 
@@ -18,6 +18,7 @@ pub fn name(function: &str) -> String {
     format!("/aws/lambda/{function}")
 }
 
+#[derive(Debug, Clone)]
 pub struct Found {
     pub arn: String,
     pub retention_days: i32,
@@ -78,6 +79,11 @@ pub async fn find(ctx: &Ctx<'_>, read_tags: bool) -> Result<Option<Found>> {
     }))
 }
 
+/// The run's first read of the recorded group (see `read_once`).
+pub(super) async fn first_find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
+    super::read_once(ctx, "DescribeLogGroups".into(), find(ctx, false)).await
+}
+
 /// Lambda makes the group on the first invocation if it is missing, untagged: that
 /// one is our function's, and adopted. One tagged for another stack is not ours.
 fn check_ours(ctx: &Ctx<'_>, found: &Found, name: &str) -> Result<()> {
@@ -95,7 +101,11 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<()> {
         retention_days: ctx.desired.log_retention_days,
         tagged: true,
     };
-    let found = find(ctx, !recorded).await?;
+    let found = if recorded {
+        first_find(ctx).await?
+    } else {
+        find(ctx, true).await?
+    };
     if let Some(f) = &found {
         check_ours(ctx, f, &name)?;
     }

@@ -175,6 +175,11 @@ async fn integration(
     }
 }
 
+/// The run's first GetResources of an API (see `read_once`).
+pub(super) async fn first_read(ctx: &Ctx<'_>, api_id: &str) -> Result<Surface> {
+    super::read_once(ctx, format!("GetResources {api_id}"), read(ctx, api_id)).await
+}
+
 /// The run's one read of the API (shared by every method and the sweep). A new API has
 /// nothing but its root: no read.
 pub async fn surface<'c>(ctx: &'c Ctx<'_>, api: &Api) -> Result<&'c Surface> {
@@ -186,7 +191,7 @@ pub async fn surface<'c>(ctx: &'c Ctx<'_>, api: &Api) -> Result<&'c Surface> {
                     ..Surface::default()
                 })
             } else {
-                read(ctx, &api.handle.id).await
+                first_read(ctx, &api.handle.id).await
             }
         })
         .await

@@ -11,6 +11,7 @@ pub mod function;
 pub mod log_group;
 pub mod methods;
 pub mod permission;
+mod prefetch;
 pub mod resource_server;
 pub mod rest_api;
 pub mod role;
@@ -35,6 +36,45 @@ use crate::package::Package;
 use crate::plan::{self, Decision};
 use crate::report::{self, Done};
 use crate::state::Recorder;
+
+pub use prefetch::prefetch;
+
+/// Reads done (or under way) in this run, by key; values of any type.
+pub type Reads = Mutex<
+    HashMap<
+        String,
+        std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<dyn std::any::Any + Send + Sync>>>,
+    >,
+>;
+
+/// The first read of a resource in a run, once: `prefetch` starts every read whose id
+/// the state file knows, all at once, and a step asking for the same `key` gets that
+/// answer (waiting for it if it is still under way) instead of a read of its own. Only
+/// first looks go through here: a lookup after a write must see AWS now. A failed read
+/// is not kept: the step reads again and reports its own error.
+pub async fn read_once<T, Fut>(ctx: &Ctx<'_>, key: String, read: Fut) -> Result<T>
+where
+    T: Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let cell = ctx
+        .reads
+        .lock()
+        .expect("reads")
+        .entry(key)
+        .or_default()
+        .clone();
+    let value = cell
+        .get_or_try_init(|| async {
+            let v = read.await?;
+            Ok::<_, Error>(std::sync::Arc::new(v) as std::sync::Arc<dyn std::any::Any + Send + Sync>)
+        })
+        .await?;
+    Ok(value
+        .downcast_ref::<T>()
+        .expect("one type of answer per read")
+        .clone())
+}
 
 /// The tag that marks a resource as belonging to a stack.
 pub const STACK_TAG: &str = "provision:stack";
@@ -75,6 +115,8 @@ pub struct Ctx<'a> {
     pub function: tokio::sync::OnceCell<Option<function::Found>>,
     /// The run's one read of the API's resources and methods (see `methods::surface`).
     pub api_surface: tokio::sync::OnceCell<methods::Surface>,
+    /// The run's first read of each resource, by what it reads (see `read_once`).
+    pub reads: Reads,
     /// The stack's token endpoint (what a published secret tells its readers).
     pub token_url: String,
     /// With state on S3: (bucket, key prefix) for handler packages too big to send in

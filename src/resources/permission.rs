@@ -48,7 +48,12 @@ async fn find(ctx: &Ctx<'_>) -> Result<Policy> {
 }
 
 /// What a function's resource policy grants, as provision sees it.
-#[derive(Debug, Default, PartialEq)]
+/// The run's first read of the function's policy (see `read_once`).
+pub(super) async fn first_find(ctx: &Ctx<'_>) -> Result<Policy> {
+    super::read_once(ctx, "GetPolicy".into(), find(ctx)).await
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     /// Our statement, with the ids of the others as its `extra_statements`.
     pub ours: Option<PermissionSettings>,
@@ -118,7 +123,7 @@ pub async fn ensure(ctx: &Ctx<'_>, function: &Handle, api: &Handle) -> Result<()
     let policy = if function.fresh {
         Policy::default()
     } else {
-        find(ctx).await?
+        first_find(ctx).await?
     };
     let decision = decide(&want, policy.ours.as_ref());
     if ctx.apply {

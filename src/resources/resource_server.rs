@@ -43,6 +43,16 @@ async fn find(
     }
 }
 
+/// The run's first read of the resource server (see `read_once`).
+pub(super) async fn first_find(
+    ctx: &Ctx<'_>,
+    pool_id: &str,
+    identifier: &str,
+) -> Result<Option<ResourceServerSettings>> {
+    let key = format!("DescribeResourceServer {pool_id} {identifier}");
+    super::read_once(ctx, key, find(ctx, pool_id, identifier)).await
+}
+
 pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<()> {
     let started = Instant::now();
     let identifier = ctx.desired.resource_server().to_string();
@@ -53,7 +63,7 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle) -> Result<()> {
     let observed = if pool.fresh {
         None
     } else {
-        find(ctx, &pool.id, &identifier).await?
+        first_find(ctx, &pool.id, &identifier).await?
     };
     let decision = decide(&want, observed.as_ref());
     if ctx.apply && decision != Decision::Unchanged {

@@ -12,6 +12,7 @@ use crate::plan::{decide, ApiSettings, Decision};
 
 pub const KIND: &str = "rest_api";
 
+#[derive(Debug, Clone)]
 pub struct Found {
     pub id: String,
     pub tags: HashMap<String, String>,
@@ -54,11 +55,16 @@ async fn get(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
 /// The API: by the recorded id, else by name (checking its tag).
 pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     if let Some(id) = ctx.rec.get(KIND) {
-        if let Some(found) = get(ctx, &id).await? {
+        if let Some(found) = first_get(ctx, &id).await? {
             return Ok(Some(found));
         }
     }
     find_by_name(ctx).await
+}
+
+/// The run's first read of an API (see `read_once`).
+pub(super) async fn first_get(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
+    super::read_once(ctx, format!("GetRestApi {id}"), get(ctx, id)).await
 }
 
 /// The one API named for this stack (an error when there are several).

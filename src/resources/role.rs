@@ -76,6 +76,28 @@ async fn inline_policies(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The run's first reads of the role's attached and inline policies (see `read_once`).
+pub(super) fn first_policies<'c>(
+    ctx: &'c Ctx<'_>,
+    name: &'c str,
+) -> (
+    impl std::future::Future<Output = Result<Vec<String>>> + 'c,
+    impl std::future::Future<Output = Result<Vec<String>>> + 'c,
+) {
+    (
+        super::read_once(
+            ctx,
+            format!("ListAttachedRolePolicies {name}"),
+            attached_policies(ctx, name),
+        ),
+        super::read_once(
+            ctx,
+            format!("ListRolePolicies {name}"),
+            inline_policies(ctx, name),
+        ),
+    )
+}
+
 /// The role as `ensure` left it.
 #[derive(Debug, Clone)]
 pub struct Role {
@@ -92,9 +114,8 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
     let want = desired(ctx);
     let observed = match &found {
         Some(f) => {
-            let (attached, inline) = ctx
-                .both(attached_policies(ctx, &name), inline_policies(ctx, &name))
-                .await;
+            let (attached, inline) = first_policies(ctx, &name);
+            let (attached, inline) = ctx.both(attached, inline).await;
             Some(RoleSettings {
                 trust_policy: f.trust_policy.clone(),
                 policies: attached?,
@@ -302,6 +323,12 @@ async fn delete_inline(ctx: &Ctx<'_>, name: &str, policy: &str) -> Result<()> {
 /// whether it was there. A legacy role no region has claimed may serve this stack in
 /// another region too: it is left, and said so.
 pub async fn delete(ctx: &Ctx<'_>) -> Result<(String, bool)> {
+    let regional = ctx.role_name();
+    // A recorded role of this region's own name is this region's stack's (made or
+    // claimed after its tags were checked): no read first.
+    if ctx.rec.get(KIND).as_deref() == Some(regional.as_str()) {
+        return delete_attached(ctx, &regional).await;
+    }
     let (name, found) = locate(ctx, function_role(ctx)).await?;
     let Some(found) = found else {
         return Ok((name, false));
@@ -313,6 +340,12 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<(String, bool)> {
         ));
         return Ok((name, false));
     }
+    delete_attached(ctx, &name).await
+}
+
+/// Deletes a role of ours; false when it was already gone.
+async fn delete_attached(ctx: &Ctx<'_>, name: &str) -> Result<(String, bool)> {
+    let name = name.to_string();
     // IAM deletes a role only once nothing is attached to it. provision attached the
     // basic-execution policy and nothing else: detach it and delete, and list what
     // else is there only if IAM says something is.

@@ -35,6 +35,7 @@ pub fn name_in_arn(arn: &str) -> Option<&str> {
         .map(|(_, path)| path.rsplit('/').next().unwrap_or(path))
 }
 
+#[derive(Debug, Clone)]
 pub struct Found {
     pub name: String,
     pub arn: String,
@@ -71,6 +72,11 @@ pub async fn find(ctx: &Ctx<'_>, name: &str) -> Result<Option<Found>> {
     }
 }
 
+/// The run's first GetRole of `name` (see `read_once`).
+pub(super) async fn first_find(ctx: &Ctx<'_>, name: &str) -> Result<Option<Found>> {
+    super::read_once(ctx, format!("GetRole {name}"), find(ctx, name)).await
+}
+
 /// Refuses a role that is another stack's or another region's.
 pub(super) fn check_ours(ctx: &Ctx<'_>, found: &Found) -> Result<()> {
     check_owner(
@@ -99,7 +105,7 @@ pub async fn locate(
     let legacy = legacy_name(ctx.stack);
     let recorded = ctx.rec.get(KIND);
     let guess = recorded.clone().unwrap_or_else(|| regional.clone());
-    let (found, function_role) = ctx.both(find(ctx, &guess), function_role).await;
+    let (found, function_role) = ctx.both(first_find(ctx, &guess), function_role).await;
     let found = found?;
     if guess == regional {
         if let Some(f) = &found {

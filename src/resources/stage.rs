@@ -87,6 +87,14 @@ async fn observe(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<(StageSettings, O
     )))
 }
 
+/// The run's first read of the stage (see `read_once`).
+pub(super) async fn first_observe(
+    ctx: &Ctx<'_>,
+    api_id: &str,
+) -> Result<Option<(StageSettings, Option<String>)>> {
+    super::read_once(ctx, format!("GetStage {api_id}"), observe(ctx, api_id)).await
+}
+
 pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()> {
     let started = Instant::now();
     let recorded = ctx.rec.get(KIND).is_some();
@@ -96,7 +104,7 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, definition: &str) -> Result<()>
     let observed = if api.fresh {
         None
     } else {
-        observe(ctx, &api.id).await?
+        first_observe(ctx, &api.id).await?
     };
     let decision = decide(&want, observed.as_ref().map(|o| &o.0));
     let mut deployment_id = observed.and_then(|o| o.1);

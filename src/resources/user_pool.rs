@@ -12,6 +12,7 @@ use crate::plan::{decide, Decision, PoolSettings};
 
 pub const KIND: &str = "user_pool";
 
+#[derive(Debug, Clone)]
 pub struct Found {
     pub id: String,
     pub name: String,
@@ -53,6 +54,11 @@ async fn describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
     }
 }
 
+/// The domain of a pool by id: None when there is no pool, Some(None) when it has none.
+pub async fn domain_of(ctx: &Ctx<'_>, id: &str) -> Result<Option<Option<String>>> {
+    Ok(describe(ctx, id).await?.map(|p| p.domain))
+}
+
 /// Whether a pool (of this account) is this stack's: its name and tag say so.
 pub async fn is_ours(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
     Ok(describe(ctx, id).await?.is_some_and(|p| {
@@ -63,11 +69,16 @@ pub async fn is_ours(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
 /// The pool: by the recorded id, else by name (checking its tag).
 pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     if let Some(id) = ctx.rec.get(KIND) {
-        if let Some(found) = describe(ctx, &id).await? {
+        if let Some(found) = first_describe(ctx, &id).await? {
             return Ok(Some(found));
         }
     }
     find_by_name(ctx).await
+}
+
+/// The run's first read of a pool (see `read_once`).
+pub(super) async fn first_describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
+    super::read_once(ctx, format!("DescribeUserPool {id}"), describe(ctx, id)).await
 }
 
 /// The one pool named for this stack (an error when there are several).
