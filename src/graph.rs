@@ -23,8 +23,7 @@ use crate::resources::methods::{PROXY, ROOT};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
     Role,
-    /// The function's log group, made before anything may invoke the function (the
-    /// API's permission) so Lambda writes into it.
+    /// The function's log group, made before the function so Lambda writes into it.
     LogGroup,
     Function,
     Pool,
@@ -111,9 +110,9 @@ pub fn stack(desired: &Desired) -> Graph {
     };
     let role = g.add(Node::Role, &[]);
     let logs = g.add(Node::LogGroup, &[]);
-    // The log group need not wait for the function, nor the function for it: nothing
-    // invokes the function (so nothing makes its group) before the API may.
-    let function = g.add(Node::Function, &[role]);
+    // The contract: the log group exists before the function does, so nothing (not even
+    // a direct invocation) makes Lambda create an untagged group of its own.
+    let function = g.add(Node::Function, &[role, logs]);
     let pool = g.add(Node::Pool, &[]);
     g.add(Node::Domain, &[pool]);
     let server = g.add(Node::ResourceServer, &[pool]);
@@ -141,7 +140,7 @@ pub fn stack(desired: &Desired) -> Graph {
         }
     }
     deployed.push(g.add(Node::OtherMethods, &[api]));
-    g.add(Node::Permission, &[function, api, logs]);
+    g.add(Node::Permission, &[function, api]);
     g.add(Node::Stage, &deployed);
     g
 }
