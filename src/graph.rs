@@ -111,8 +111,10 @@ pub fn stack(desired: &Desired) -> Graph {
     let role = g.add(Node::Role, &[]);
     let logs = g.add(Node::LogGroup, &[]);
     // The contract: the log group exists before the function does, so nothing (not even
-    // a direct invocation) makes Lambda create an untagged group of its own.
-    let function = g.add(Node::Function, &[role, logs]);
+    // a direct invocation) makes Lambda create an untagged group of its own. The function
+    // waits for the group's creation only (`Ctx::log_group_made`), not its retention; the
+    // permission (the first way in) waits for all of it.
+    let function = g.add(Node::Function, &[role]);
     let pool = g.add(Node::Pool, &[]);
     g.add(Node::Domain, &[pool]);
     let server = g.add(Node::ResourceServer, &[pool]);
@@ -140,7 +142,7 @@ pub fn stack(desired: &Desired) -> Graph {
         }
     }
     deployed.push(g.add(Node::OtherMethods, &[api]));
-    g.add(Node::Permission, &[function, api]);
+    g.add(Node::Permission, &[function, api, logs]);
     g.add(Node::Stage, &deployed);
     g
 }

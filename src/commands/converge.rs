@@ -135,7 +135,10 @@ async fn step(ctx: &Ctx<'_>, node: &Node, inputs: Vec<(Node, Out)>) -> Result<Ou
     Ok(match node {
         Node::Role => Out::Role(ctx.track(label, role::ensure(ctx)).await?),
         Node::LogGroup => {
-            ctx.track(label, log_group::ensure(ctx)).await?;
+            let made = ctx.track(label, log_group::ensure(ctx)).await;
+            // Whatever happened, a function waiting for the group hears of it.
+            ctx.log_group_made.set(made.is_ok());
+            made?;
             Out::Done
         }
         Node::Function => {

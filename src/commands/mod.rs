@@ -181,6 +181,7 @@ fn context<'a>(
         done: Mutex::new(Vec::new()),
         function: Default::default(),
         api_surface: Default::default(),
+        log_group_made: Default::default(),
         reads: Default::default(),
         token_url: client::token_url(target.endpoint_url.as_deref(), run.prefix, &session.region),
         artifacts: match &target.state {

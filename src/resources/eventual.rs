@@ -94,8 +94,10 @@ pub(super) async fn fixture(rules: Vec<(&'static str, Rule)>) -> Fixture {
 }
 
 impl Fixture {
+    /// A run's context; the function's log group is taken as made (these tests drive
+    /// resource steps one by one, not the graph that makes it first).
     pub(super) fn ctx(&self) -> Ctx<'_> {
-        Ctx {
+        let ctx = Ctx {
             aws: &self.aws,
             stack: "s",
             region: "us-east-1",
@@ -111,10 +113,13 @@ impl Fixture {
             done: Default::default(),
             function: Default::default(),
             api_surface: Default::default(),
+            log_group_made: Default::default(),
             reads: Default::default(),
             token_url: "https://s-prefix.auth.us-east-1.amazoncognito.com/oauth2/token".into(),
             artifacts: None,
-        }
+        };
+        ctx.log_group_made.set(true);
+        ctx
     }
 }
 

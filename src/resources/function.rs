@@ -336,6 +336,13 @@ async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, code: &Code)
             .send()
     };
     let doing = format!("creating Lambda function {name}");
+    // Its log group first (see `Ctx::log_group_made`); its failure is reported by itself.
+    if !ctx.log_group_made.wait().await? {
+        return Err(Error::Http(format!(
+            "{doing}: not sent, as its log group {} could not be made (see the error about it)",
+            super::log_group::name(name)
+        )));
+    }
     let made = create_once(
         Create::new(doing.clone(), "CreateFunction"),
         || {

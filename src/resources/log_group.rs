@@ -114,10 +114,18 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<()> {
         tagged: f.tags.get(STACK_TAG).map(String::as_str) == Some(ctx.stack),
     });
     let decision = decide(&want, observed.as_ref());
+    if found.is_some() {
+        ctx.log_group_made.set(true);
+    }
     if ctx.apply && decision != Decision::Unchanged {
         let arn = match &found {
             Some(f) => f.arn.clone(),
-            None => create(ctx, &name).await?,
+            None => {
+                let arn = create(ctx, &name).await?;
+                // The function may be made now; tags and retention follow.
+                ctx.log_group_made.set(true);
+                arn
+            }
         };
         let (retention_differs, untagged) = match &decision {
             Decision::Update(fields) => (

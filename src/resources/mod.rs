@@ -115,6 +115,9 @@ pub struct Ctx<'a> {
     pub function: tokio::sync::OnceCell<Option<function::Found>>,
     /// The run's one read of the API's resources and methods (see `methods::surface`).
     pub api_surface: tokio::sync::OnceCell<methods::Surface>,
+    /// The log group exists: the function is created only then (so Lambda never makes
+    /// an untagged group of its own), without waiting for the group's retention.
+    pub log_group_made: Signal,
     /// The run's first read of each resource, by what it reads (see `read_once`).
     pub reads: Reads,
     /// The stack's token endpoint (what a published secret tells its readers).
@@ -122,6 +125,38 @@ pub struct Ctx<'a> {
     /// With state on S3: (bucket, key prefix) for handler packages too big to send in
     /// the request (`PREFIX/artifacts/<stack>/`).
     pub artifacts: Option<(String, String)>,
+}
+
+/// A one-time "done" (or "failed") one step gives others that wait for part of it.
+#[derive(Debug)]
+pub struct Signal(tokio::sync::watch::Sender<Option<bool>>);
+
+impl Default for Signal {
+    fn default() -> Self {
+        Signal(tokio::sync::watch::channel(None).0)
+    }
+}
+
+impl Signal {
+    /// Says how it went, unless it was said already.
+    pub fn set(&self, ok: bool) {
+        self.0.send_if_modified(|v| {
+            let unset = v.is_none();
+            if unset {
+                *v = Some(ok);
+            }
+            unset
+        });
+    }
+
+    /// Waits until it is said; false when it failed. An interrupt ends the wait.
+    pub async fn wait(&self) -> Result<bool> {
+        let mut rx = self.0.subscribe();
+        tokio::select! {
+            said = rx.wait_for(Option::is_some) => Ok(said.map(|v| *v == Some(true)).unwrap_or(false)),
+            () = crate::interrupt::wait() => Err(Error::Interrupted),
+        }
+    }
 }
 
 /// A resource that exists (or, in a dry run, would).
@@ -446,4 +481,22 @@ fn jitter(d: Duration) -> Duration {
         .unwrap_or(0);
     let fraction = 0.5 + (nanos % 1000) as f64 / 2000.0;
     d.mul_f64(fraction)
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use super::Signal;
+
+    #[tokio::test]
+    async fn a_signal_is_said_once_and_heard_by_whoever_waits() {
+        let s = Signal::default();
+        let (heard, ()) = tokio::join!(s.wait(), async {
+            tokio::task::yield_now().await;
+            s.set(false);
+            // Said already: a later "done" does not turn a failure into success.
+            s.set(true);
+        });
+        assert!(!heard.unwrap());
+        assert!(!s.wait().await.unwrap(), "a late waiter hears the same");
+    }
 }
