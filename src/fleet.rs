@@ -11,7 +11,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use crate::aws::{Aws, SdkResultExt};
 use crate::errors::Result;
 use crate::resources::role_region::REGION_TAG;
-use crate::resources::STACK_TAG;
+use crate::resources::{rest_api, user_pool, STACK_TAG};
 use crate::store::{self, Location};
 
 /// Reads of one kind sent at the same time (one per candidate resource).
@@ -114,62 +114,29 @@ fn valid_stack(tag: Option<&String>) -> Option<String> {
         .cloned()
 }
 
-/// REST APIs carry their tags in the listing: one request per 500.
+/// REST APIs carry their tags in the listing.
 async fn rest_apis(aws: &Aws) -> Result<Vec<Tagged>> {
-    let mut position: Option<String> = None;
-    let mut found = Vec::new();
-    loop {
-        let out = crate::quota::send("GetRestApis", "listing REST APIs", || async {
-            aws.apigw
-                .get_rest_apis()
-                .limit(500)
-                .set_position(position.clone())
-                .send()
-                .await
-                .sdk()
+    Ok(rest_api::list_all(aws, "listing REST APIs")
+        .await?
+        .iter()
+        .filter_map(|api| {
+            valid_stack(api.tags().and_then(|t| t.get(STACK_TAG))).map(|stack| Tagged {
+                stack,
+                created: api.created_date().map(|d| d.secs()),
+                legacy_role: false,
+            })
         })
-        .await
-        .map_err(|e| e.fail("listing REST APIs", "GetRestApis"))?;
-        for api in out.items() {
-            if let Some(stack) = valid_stack(api.tags().and_then(|t| t.get(STACK_TAG))) {
-                found.push(Tagged {
-                    stack,
-                    created: api.created_date().map(|d| d.secs()),
-                    legacy_role: false,
-                });
-            }
-        }
-        position = out.position().filter(|p| !p.is_empty()).map(str::to_string);
-        if position.is_none() {
-            return Ok(found);
-        }
-    }
+        .collect())
 }
 
 /// User pools named `*-pool` (ours are `<stack>-pool`), their tags read one by one.
 async fn user_pools(aws: &Aws) -> Result<Vec<Tagged>> {
-    let mut token: Option<String> = None;
-    let mut candidates = Vec::new();
-    loop {
-        let out = aws
-            .cognito
-            .list_user_pools()
-            .max_results(60)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .sdk()
-            .map_err(|e| e.fail("listing user pools", "ListUserPools"))?;
-        for p in out.user_pools() {
-            if p.name().is_some_and(|n| n.ends_with("-pool")) {
-                candidates.push(p.id().unwrap_or_default().to_string());
-            }
-        }
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            break;
-        }
-    }
+    let candidates: Vec<String> = user_pool::list_all(aws, "listing user pools")
+        .await?
+        .iter()
+        .filter(|p| p.name().is_some_and(|n| n.ends_with("-pool")))
+        .filter_map(|p| p.id().map(str::to_string))
+        .collect();
     let described = stream::iter(candidates.into_iter().map(|id| async move {
         match aws
             .cognito

@@ -157,11 +157,38 @@ pub async fn pace(operation: &str, what: &str) -> Result<(), SdkFailure> {
     }
 }
 
-/// Says why, then waits out a refusal (for callers that send on their own, see
-/// `resources::create_once`); interrupted like `pace`.
-pub async fn wait_refused(operation: &str, what: &str, pause: Duration) -> Result<(), SdkFailure> {
-    tell_refused(operation, what, pause);
-    wait(pause).await
+/// The refusals for rate one request has met, waited out within `BUDGET` (by
+/// `send`, and by `resources::create_once`, which sends on its own).
+pub struct Refusals {
+    // Tokio's clock (the same as the system's outside tests, which can pause it).
+    started: tokio::time::Instant,
+    count: u32,
+}
+
+impl Refusals {
+    pub fn new() -> Refusals {
+        Refusals {
+            started: tokio::time::Instant::now(),
+            count: 0,
+        }
+    }
+
+    /// Says why, then waits out `refusal`; gives it back when waiting would go past the
+    /// budget, or an interrupt ends the wait (like `pace`).
+    pub async fn wait_out(
+        &mut self,
+        operation: &str,
+        what: &str,
+        refusal: SdkFailure,
+    ) -> Result<(), SdkFailure> {
+        self.count += 1;
+        let pause = backoff(operation, &refusal, self.count);
+        if self.started.elapsed() + pause > BUDGET {
+            return Err(refusal);
+        }
+        tell_refused(operation, what, pause);
+        wait(pause).await
+    }
 }
 
 /// How long to wait before sending again a request AWS refused for rate: what
@@ -223,21 +250,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, SdkFailure>>,
 {
-    // Tokio's clock (the same as the system's outside tests, which can pause it).
-    let started = tokio::time::Instant::now();
-    let mut refusals = 0;
+    let mut refusals = Refusals::new();
     loop {
         pace(operation, what).await?;
         match op().await {
-            Err(e) if e.throttled() => {
-                refusals += 1;
-                let pause = backoff(operation, &e, refusals);
-                if started.elapsed() + pause > BUDGET {
-                    return Err(e);
-                }
-                tell_refused(operation, what, pause);
-                wait(pause).await?;
-            }
+            Err(e) if e.throttled() => refusals.wait_out(operation, what, e).await?,
             other => return other,
         }
     }

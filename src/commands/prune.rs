@@ -121,7 +121,7 @@ pub async fn prune(target: &Target, sel: &Selection, format: Format) -> Result<i
     ));
     let limit = target.concurrency.max(1);
     let region = region.as_str();
-    let outcomes: Vec<Outcome> = stream::iter(chosen.iter().map(|s| async move {
+    let mut outcomes: Vec<Outcome> = stream::iter(chosen.iter().map(|s| async move {
         let outcome = one(target, region, s, sel.dry_run).await;
         tell(&outcome);
         outcome
@@ -129,7 +129,6 @@ pub async fn prune(target: &Target, sel: &Selection, format: Format) -> Result<i
     .buffer_unordered(limit)
     .collect()
     .await;
-    let mut outcomes = outcomes;
     outcomes.sort_by(|a, b| a.stack.cmp(&b.stack));
     let count = |r: &str| outcomes.iter().filter(|o| o.result == r).count();
     let failed = count("failed");

@@ -387,8 +387,7 @@ where
 {
     let mut delay = Duration::from_millis(200);
     let mut attempt = 1;
-    let started = tokio::time::Instant::now();
-    let mut refusals = 0;
+    let mut refusals = crate::quota::Refusals::new();
     loop {
         if how.paced {
             if let Err(stop) = crate::quota::pace(how.operation, &how.doing).await {
@@ -401,12 +400,7 @@ where
         };
         if e.throttled() {
             // Refused for rate: nothing was done. Wait as long as the quota needs.
-            refusals += 1;
-            let wait = crate::quota::backoff(how.operation, &e, refusals);
-            if started.elapsed() + wait > crate::quota::BUDGET {
-                return Err(e.fail(how.doing, how.operation));
-            }
-            if let Err(stop) = crate::quota::wait_refused(how.operation, &how.doing, wait).await {
+            if let Err(stop) = refusals.wait_out(how.operation, &how.doing, e).await {
                 return Err(stop.fail(how.doing, how.operation));
             }
             continue;

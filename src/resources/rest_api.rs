@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType};
+use aws_sdk_apigateway::types::{EndpointConfiguration, EndpointType, RestApi};
 
 use super::{check_owner, create_once, shown, Create, Ctx, Handle, Made, NEW, STACK_TAG};
 use crate::aws::SdkResultExt;
@@ -74,45 +74,53 @@ async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     })
 }
 
+/// Every REST API of the account and region, tags included: one request per 500
+/// (refusals for rate waited out, see `quota`). The stack's lookup and `list` both read it.
+pub async fn list_all(aws: &crate::aws::Aws, doing: &str) -> Result<Vec<RestApi>> {
+    let mut position: Option<String> = None;
+    let mut all = Vec::new();
+    loop {
+        let out = crate::quota::send("GetRestApis", doing, || async {
+            aws.apigw
+                .get_rest_apis()
+                .limit(500)
+                .set_position(position.clone())
+                .send()
+                .await
+                .sdk()
+        })
+        .await
+        .map_err(|e| e.fail(doing, "GetRestApis"))?;
+        position = out.position().filter(|p| !p.is_empty()).map(str::to_string);
+        all.extend(out.items.unwrap_or_default());
+        if position.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
 /// Every API named for this stack, each checked to be tagged for it (API Gateway
-/// accepts duplicate names: `down` deletes them all). One request per 500 APIs.
+/// accepts duplicate names: `down` deletes them all).
 pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
     let name = ctx.api_name();
-    let mut position: Option<String> = None;
     let mut ours = Vec::new();
-    loop {
-        let out = ctx
-            .aws
-            .apigw
-            .get_rest_apis()
-            .limit(500)
-            .set_position(position.clone())
-            .send()
-            .await
-            .sdk()
-            .map_err(|e| e.fail(format!("looking for REST API {name}"), "GetRestApis"))?;
-        for api in out
-            .items()
-            .iter()
-            .filter(|a| a.name() == Some(name.as_str()))
-        {
-            let id = api.id().unwrap_or_default().to_string();
-            check_owner(api.tags(), ctx.stack, &format!("REST API {name} ({id})"))?;
-            ours.push(Found {
-                id,
-                tags: api.tags().cloned().unwrap_or_default(),
-                root_id: api.root_resource_id().map(str::to_string),
-                settings: settings(
-                    api.endpoint_configuration()
-                        .map(|c| c.types())
-                        .unwrap_or_default(),
-                ),
-            });
-        }
-        position = out.position().filter(|p| !p.is_empty()).map(str::to_string);
-        if position.is_none() {
-            break;
-        }
+    for api in list_all(ctx.aws, &format!("looking for REST API {name}"))
+        .await?
+        .iter()
+        .filter(|a| a.name() == Some(name.as_str()))
+    {
+        let id = api.id().unwrap_or_default().to_string();
+        check_owner(api.tags(), ctx.stack, &format!("REST API {name} ({id})"))?;
+        ours.push(Found {
+            id,
+            tags: api.tags().cloned().unwrap_or_default(),
+            root_id: api.root_resource_id().map(str::to_string),
+            settings: settings(
+                api.endpoint_configuration()
+                    .map(|c| c.types())
+                    .unwrap_or_default(),
+            ),
+        });
     }
     Ok(ours)
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use aws_sdk_cognitoidentityprovider::types::AdminCreateUserConfigType;
+use aws_sdk_cognitoidentityprovider::types::{AdminCreateUserConfigType, UserPoolDescriptionType};
 
 use super::{check_owner, create_once, shown, Create, Ctx, Handle, Made, NEW, STACK_TAG};
 use crate::aws::SdkResultExt;
@@ -91,16 +91,13 @@ async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     )
 }
 
-/// Every pool named for this stack, each checked to be tagged for it. Cognito accepts
-/// duplicate names, so there can be more than one (made by an older provision that
-/// lost a create answer, or by two runs without a shared lock): `down` deletes them all.
-pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
-    let name = ctx.pool_name();
-    let mut ids = Vec::new();
+/// Every user pool of the account and region (names and ids; the listing carries no
+/// tags): one request per 60. The stack's lookup and `list` both read it.
+pub async fn list_all(aws: &crate::aws::Aws, doing: &str) -> Result<Vec<UserPoolDescriptionType>> {
     let mut token: Option<String> = None;
+    let mut all = Vec::new();
     loop {
-        let out = ctx
-            .aws
+        let out = aws
             .cognito
             .list_user_pools()
             .max_results(60)
@@ -108,26 +105,29 @@ pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
             .send()
             .await
             .sdk()
-            .map_err(|e| {
-                e.fail(
-                    format!("looking for Cognito user pool {name}"),
-                    "ListUserPools",
-                )
-            })?;
-        ids.extend(
-            out.user_pools()
-                .iter()
-                .filter(|p| p.name() == Some(name.as_str()))
-                .filter_map(|p| p.id().map(str::to_string)),
-        );
+            .map_err(|e| e.fail(doing, "ListUserPools"))?;
         token = out
             .next_token()
             .filter(|t| !t.is_empty())
             .map(str::to_string);
+        all.extend(out.user_pools.unwrap_or_default());
         if token.is_none() {
-            break;
+            return Ok(all);
         }
     }
+}
+
+/// Every pool named for this stack, each checked to be tagged for it. Cognito accepts
+/// duplicate names, so there can be more than one (made by an older provision that
+/// lost a create answer, or by two runs without a shared lock): `down` deletes them all.
+pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
+    let name = ctx.pool_name();
+    let ids: Vec<String> = list_all(ctx.aws, &format!("looking for Cognito user pool {name}"))
+        .await?
+        .iter()
+        .filter(|p| p.name() == Some(name.as_str()))
+        .filter_map(|p| p.id().map(str::to_string))
+        .collect();
     let mut ours = Vec::new();
     for id in ids {
         if let Some(found) = describe(ctx, &id).await? {
