@@ -6,7 +6,8 @@
 //! the time of `provision --help`; and fresh and no-op `up` of a stack with 1, 10 and 50
 //! app clients. Prints Markdown tables.
 //!
-//! Run it with `scripts/bench` (a release build of provision).
+//! Run it with `scripts/bench` (a release build of provision; `BENCH_PROFILE=dev` for
+//! a dev build, as the README's figures were measured).
 
 #[path = "../tests/common/mod.rs"]
 mod common;

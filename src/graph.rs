@@ -382,6 +382,9 @@ mod tests {
         let g = stack(&desired(&[("a", false), ("b", true)], &["ANY"]));
         for limit in [1, 3, 64] {
             let order = std::sync::Mutex::new(Vec::new());
+            // Steps in flight now, and the most there ever were at once.
+            let in_flight = std::sync::atomic::AtomicUsize::new(0);
+            let most = std::sync::atomic::AtomicUsize::new(0);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_time()
                 .build()
@@ -390,19 +393,38 @@ mod tests {
                 .block_on(run(&g, limit, |i, inputs: Vec<(Node, usize)>| {
                     let order = &order;
                     let g = &g;
+                    let (in_flight, most) = (&in_flight, &most);
                     async move {
+                        use std::sync::atomic::Ordering::SeqCst;
+                        let now = in_flight.fetch_add(1, SeqCst) + 1;
+                        most.fetch_max(now, SeqCst);
                         // Every parent's result is there, and it is the parent's index.
                         assert_eq!(inputs.len(), g.parents[i].len());
                         for (node, v) in &inputs {
                             assert_eq!(&g.nodes[*v], node);
                         }
-                        tokio::time::sleep(std::time::Duration::from_millis((i % 3) as u64)).await;
+                        // Every step yields, so the scheduler could start more while it waits.
+                        tokio::time::sleep(std::time::Duration::from_millis(1 + (i % 3) as u64))
+                            .await;
                         order.lock().unwrap().push(i);
+                        in_flight.fetch_sub(1, SeqCst);
                         Ok(i)
                     }
                 }))
                 .unwrap();
             assert_eq!(results, (0..g.nodes.len()).collect::<Vec<_>>());
+            // `--max-concurrency` holds, and is used: the graph has more roots (role, log
+            // group, pool, secrets sweep, API) than 3, so 1 and 3 are reached exactly.
+            let most = most.into_inner();
+            assert!(
+                most <= limit,
+                "{most} steps at once with a limit of {limit}"
+            );
+            if limit <= 3 {
+                assert_eq!(most, limit, "limit {limit}");
+            } else {
+                assert!(most > 3, "{most} at once with no real limit");
+            }
             let order = order.into_inner().unwrap();
             assert_eq!(order.len(), g.nodes.len());
             for (child, parents) in g.parents.iter().enumerate() {

@@ -123,6 +123,18 @@ pub fn build(
     arch: crate::config::Arch,
     via_s3: bool,
 ) -> Result<Package> {
+    build_reading(binary, given, arch, via_s3, read_at_most)
+}
+
+/// `build`, reading the file's bytes with `read` (a seam: tests check that a file too
+/// big on disk is refused before it is read at all).
+fn build_reading(
+    binary: &Path,
+    given: bool,
+    arch: crate::config::Arch,
+    via_s3: bool,
+    read: impl FnOnce(std::fs::File, u64) -> std::io::Result<Vec<u8>>,
+) -> Result<Package> {
     let unreadable = |e: std::io::Error| {
         let how = "build it first: `cargo build --release -p handler` for the local emulator, \
                    `scripts/build-lambda` (cargo lambda) for AWS; or pass --handler PATH";
@@ -145,7 +157,7 @@ pub fn build(
     let file = std::fs::File::open(binary).map_err(unreadable)?;
     // The size on disk first, so a huge file is refused without being read.
     check_unzipped(binary, file.metadata().map_err(unreadable)?.len())?;
-    let bytes = read_at_most(file, MAX_UNZIPPED + 1).map_err(unreadable)?;
+    let bytes = read(file, MAX_UNZIPPED + 1).map_err(unreadable)?;
     if bytes.is_empty() {
         return Err(Error::usage(format!(
             "handler binary {}: the file is empty",
@@ -204,11 +216,27 @@ mod tests {
     fn same_binary_gives_the_same_bytes_and_sha() {
         let binary: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
         let a = zip_bootstrap(&binary);
-        std::thread::sleep(std::time::Duration::from_millis(1100));
         let b = zip_bootstrap(&binary);
-        assert_eq!(a, b, "zip must not depend on the clock");
+        assert_eq!(a, b);
         let other = zip_bootstrap(&binary[1..]);
         assert_ne!(a, other);
+        // Not the clock: the entry carries the fixed timestamp (zip's epoch, 1980-01-01
+        // 00:00:00), so a zip made at any other moment has the same bytes. (Comparing
+        // two zips made a second apart proves nothing: zip times have 2 s steps.)
+        let mut archive = zip::ZipArchive::new(Cursor::new(a)).unwrap();
+        let entry = archive.by_index(0).unwrap();
+        let when = entry.last_modified().expect("a timestamp");
+        assert_eq!(
+            (when.year(), when.month(), when.day()),
+            (1980, 1, 1),
+            "{when:?}"
+        );
+        assert_eq!(
+            (when.hour(), when.minute(), when.second()),
+            (0, 0, 0),
+            "{when:?}"
+        );
+        assert_eq!(when, DateTime::default());
     }
 
     #[test]
@@ -281,13 +309,30 @@ mod tests {
         let path = dir.path().join("bootstrap");
         let file = std::fs::File::create(&path).unwrap();
         file.set_len(MAX_UNZIPPED + 1).unwrap();
-        let started = std::time::Instant::now();
-        let err = build(&path, true, crate::config::Arch::X86_64, false)
-            .err()
-            .unwrap();
+        let read = std::cell::Cell::new(false);
+        let err = build_reading(
+            &path,
+            true,
+            crate::config::Arch::X86_64,
+            false,
+            |file, limit| {
+                read.set(true);
+                read_at_most(file, limit)
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(!read.get(), "the file was read before its size was checked");
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("262144001 bytes"), "{err}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // A file under the limit is read (the seam is the one `build` uses).
+        std::fs::write(&path, b"binary").unwrap();
+        build_reading(&path, true, crate::config::Arch::X86_64, false, |f, l| {
+            read.set(true);
+            read_at_most(f, l)
+        })
+        .unwrap();
+        assert!(read.get());
     }
 
     #[test]

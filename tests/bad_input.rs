@@ -344,6 +344,9 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
         },
     ];
     assert!(cases.len() >= 15);
+    // Every run goes through a proxy, which counts what reaches AWS: "no AWS call" and
+    // "no write" do not rest on the binary's own call log.
+    let proxy = common::proxy::Proxy::start(&h.url);
     let mut failures = Vec::new();
     for c in &cases {
         let state = c.state.unwrap_or(GOOD_STATE);
@@ -352,12 +355,14 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
         for (name, content) in &c.files {
             std::fs::write(h.dir.path().join(name), content).unwrap();
         }
-        let mut cmd = h.command();
+        let mut cmd = h.command_via(&proxy);
         for var in &c.unset {
             cmd.env_remove(var);
         }
         let args: Vec<&str> = c.args.iter().map(String::as_str).collect();
+        proxy.reset_count();
         let out = h.run_with(cmd, &args);
+        let (calls, writes) = (proxy.seen(), proxy.seen_writes());
         let (code, stderr) = (out.code, &out.stderr);
         let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
         let mut problems = Vec::new();
@@ -372,10 +377,9 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
                 problems.push(format!("error does not say `{word}`"));
             }
         }
-        if c.no_call && !out.calls.is_empty() {
-            problems.push(format!("AWS was called: {:?}", out.calls));
+        if c.no_call && !calls.is_empty() {
+            problems.push(format!("AWS was called: {calls:?}"));
         }
-        let writes = out.writes();
         if !writes.is_empty() {
             problems.push(format!("AWS writes: {writes:?}"));
         }
@@ -407,4 +411,10 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async { h.aws().await.assert_empty().await });
     println!("{} bad inputs refused", cases.len());
+    // The README's figure is this list's length: adding a case means fixing the figure.
+    let claim = format!("({} cases in `tests/bad_input.rs`)", cases.len());
+    assert!(
+        common::readme_text().contains(&claim),
+        "README.md should say {claim:?} (Guarantees, \"Bad input never half-applies\")"
+    );
 }

@@ -246,9 +246,13 @@ async fn up_token_invoke_status_down() {
     // outputs: from the state file, no AWS call.
     let out = h.json(&["outputs"]);
     assert_eq!(&out, outputs);
+    let proxy = common::proxy::Proxy::start(&h.url);
+    let observed = h.run_observed(&proxy, &["outputs"]);
+    assert_eq!(observed.code, 0, "{}", observed.describe());
     assert!(
-        h.run(&["outputs"]).calls.is_empty(),
-        "outputs must not call AWS"
+        observed.calls.is_empty(),
+        "outputs must not call AWS: {:?}",
+        observed.calls
     );
 
     // token: a real JWT from the emulator's token endpoint.

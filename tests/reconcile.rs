@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::proxy::Proxy;
 use common::{actions, Harness};
 use serde_json::Value;
 
@@ -42,8 +43,11 @@ fn all_but(report: &Value, except: &[&str], expected: &str) {
 #[tokio::test]
 async fn second_up_is_a_no_op_with_reads_only() {
     let h = Harness::new();
-    let first = h.json(&["up"]);
-    let second = h.run(&["-o", "json", "up"]);
+    // Both through the proxy (the endpoint is part of the outputs), which counts what
+    // reaches AWS independently of the binary's own counter.
+    let proxy = Proxy::start(&h.url);
+    let first = h.run_observed(&proxy, &["-o", "json", "up"]).json();
+    let second = h.run_observed(&proxy, &["-o", "json", "up"]);
     assert_eq!(second.code, 0, "{}", second.describe());
     let report = second.json();
     all_but(&report, &[], "unchanged");
@@ -394,10 +398,11 @@ async fn down_with_stale_recorded_ids_still_finds_the_api_and_pool_by_tag() {
 async fn without_a_state_file_up_adopts_everything_and_down_removes_it() {
     let h = Harness::new();
     let sdk = h.aws().await;
-    let first = h.json(&["up"]);
+    let proxy = Proxy::start(&h.url);
+    let first = h.run_observed(&proxy, &["-o", "json", "up"]).json();
     std::fs::remove_file(h.state_file()).unwrap();
 
-    let adopted = h.run(&["-o", "json", "up"]);
+    let adopted = h.run_observed(&proxy, &["-o", "json", "up"]);
     assert_eq!(adopted.code, 0, "{}", adopted.describe());
     let report = adopted.json();
     all_but(&report, &[], "adopted");
@@ -464,7 +469,7 @@ async fn status_finds_a_deleted_client_and_changed_memory_and_up_repairs_them() 
         .await
         .unwrap();
 
-    let status = h.run(&["-o", "json", "status"]);
+    let status = h.run_observed(&Proxy::start(&h.url), &["-o", "json", "status"]);
     assert_eq!(status.code, 3, "{}", status.describe());
     assert!(
         status.writes().is_empty(),
@@ -522,7 +527,8 @@ async fn status_finds_a_deleted_client_and_changed_memory_and_up_repairs_them() 
 async fn dry_run_plans_and_changes_nothing() {
     let h = Harness::new();
     let sdk = h.aws().await;
-    let plan = h.run(&["-o", "json", "up", "--dry-run"]);
+    let proxy = Proxy::start(&h.url);
+    let plan = h.run_observed(&proxy, &["-o", "json", "up", "--dry-run"]);
     assert_eq!(plan.code, 0, "{}", plan.describe());
     let report = plan.json();
     assert_eq!(report["dry_run"], true);
@@ -540,18 +546,21 @@ async fn dry_run_plans_and_changes_nothing() {
 
     h.json(&["up"]);
     let state_before = std::fs::read(h.state_file()).unwrap();
-    let plan = h.run(&[
-        "-o",
-        "json",
-        "up",
-        "--dry-run",
-        "--memory",
-        "512",
-        "--scope",
-        "users/read",
-        "--scope",
-        "users/write",
-    ]);
+    let plan = h.run_observed(
+        &proxy,
+        &[
+            "-o",
+            "json",
+            "up",
+            "--dry-run",
+            "--memory",
+            "512",
+            "--scope",
+            "users/read",
+            "--scope",
+            "users/write",
+        ],
+    );
     let report = plan.json();
     assert_eq!(action(&report, "lambda_function"), "updated");
     assert_eq!(changes(&report, "lambda_function"), ["memory_mb"]);

@@ -420,6 +420,24 @@ async fn a_quota_error_is_reported_at_once_not_retried() {
         "{text}"
     );
     assert!(text.contains("quota"), "{text}");
+
+    // The create above goes through a client whose retries are off, so it cannot tell
+    // whether `QuotaIsFinal` works: the same answer on a read the SDK retries (3
+    // attempts in this fixture) must be sent once too.
+    let list = mock!(aws_sdk_apigateway::Client::get_rest_apis)
+        .sequence()
+        .http_status(
+            429,
+            json_error(
+                "LimitExceededException",
+                "Maximum number of REST APIs reached for this account",
+            ),
+        )
+        .times(5)
+        .build();
+    let f = fixture(vec![("apigateway", list.clone())]).await;
+    let err = rest_api::find_all(&f.ctx()).await.expect_err("fails");
+    assert_eq!(list.num_calls(), 1, "a quota is not retried: {err}");
 }
 
 #[tokio::test]

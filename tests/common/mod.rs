@@ -129,6 +129,16 @@ pub fn handler_binary() -> PathBuf {
     path
 }
 
+/// README.md with every run of whitespace made one space, so a figure can be looked up
+/// whatever the line breaks.
+pub fn readme_text() -> String {
+    std::fs::read_to_string(repo_root().join("README.md"))
+        .expect("README.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// One test's view: its turn on the emulator, a fresh state directory, helpers.
 pub struct Harness {
     _turn: MutexGuard<'static, ()>,
@@ -179,6 +189,17 @@ impl Harness {
         self.run_with(self.command_via(proxy), args)
     }
 
+    /// Runs through `proxy` with `calls` and `writes()` as the proxy saw the requests,
+    /// not as the binary logged them: for checks of "no AWS call" and "reads only",
+    /// which must not rest on the counter they judge.
+    pub fn run_observed(&self, proxy: &proxy::Proxy, args: &[&str]) -> Run {
+        proxy.reset_count();
+        let mut run = self.run_via(proxy, args);
+        run.calls = proxy.seen();
+        run.write_calls = proxy.seen_writes();
+        run
+    }
+
     /// Exactly one of each resource of the stack exists, and the API answers.
     pub async fn assert_one_stack(&self) {
         let sdk = self.aws().await;
@@ -196,6 +217,29 @@ impl Harness {
             .await
             .unwrap();
         assert!(pool.user_pool().unwrap().domain().is_some(), "domain");
+        let servers = sdk
+            .cognito
+            .list_resource_servers()
+            .user_pool_id(&pools[0].0)
+            .max_results(50)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(servers.resource_servers().len(), 1, "resource servers");
+        let functions = sdk.function_names().await;
+        let policy = sdk
+            .lambda
+            .get_policy()
+            .function_name(&functions[0])
+            .send()
+            .await
+            .unwrap();
+        let policy: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+        assert_eq!(
+            policy["Statement"].as_array().map(Vec::len),
+            Some(1),
+            "statements of the function's policy: {policy}"
+        );
         let apis = sdk.apis().await;
         assert_eq!(apis.len(), 1, "APIs: {apis:?}");
         let auth = sdk
@@ -214,6 +258,14 @@ impl Harness {
             .await
             .unwrap();
         assert_eq!(res.items().len(), 2, "API resources");
+        let deployments = sdk
+            .apigw
+            .get_deployments()
+            .rest_api_id(&apis[0].0)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deployments.items().len(), 1, "deployments");
         let call = self.json(&["invoke"]);
         assert_eq!(call["status"], 200, "{call}");
     }
@@ -302,23 +354,35 @@ pub struct Run {
     pub stderr: String,
     /// The AWS operations the run sent, as `service:Operation`.
     pub calls: Vec<String>,
+    /// The calls that change something (see `writes`).
+    write_calls: Vec<String>,
     args: Vec<String>,
 }
 
 impl Run {
     fn from(o: Output, args: &[&str], log: &Path) -> Run {
+        let calls: Vec<String> = std::fs::read_to_string(log)
+            .map(|s| {
+                s.lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let write_calls = calls
+            .iter()
+            .filter(|c| {
+                let op = c.split(':').nth(1).unwrap_or("");
+                !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
+            })
+            .cloned()
+            .collect();
         Run {
             code: o.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            calls: std::fs::read_to_string(log)
-                .map(|s| {
-                    s.lines()
-                        .filter(|l| !l.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            calls,
+            write_calls,
             args: args.iter().map(|a| a.to_string()).collect(),
         }
     }
@@ -342,13 +406,7 @@ impl Run {
 
     /// The calls that change something (anything but Get/List/Describe reads).
     pub fn writes(&self) -> Vec<&String> {
-        self.calls
-            .iter()
-            .filter(|c| {
-                let op = c.split(':').nth(1).unwrap_or("");
-                !(op.starts_with("Get") || op.starts_with("List") || op.starts_with("Describe"))
-            })
-            .collect()
+        self.write_calls.iter().collect()
     }
 }
 

@@ -70,6 +70,8 @@ struct Shared {
     /// API Gateway requests let through (operation, when), and refused with a 429.
     passed: Mutex<Vec<(String, Instant)>>,
     refused: Mutex<Vec<String>>,
+    /// Every request since the last reset, as `service:Operation`, and whether it reads.
+    seen: Mutex<Vec<(String, bool)>>,
 }
 
 /// API Gateway's control-plane quotas per account, from AWS's "Amazon API Gateway
@@ -172,8 +174,28 @@ impl Proxy {
         *self.shared.hold_at.lock().unwrap() = Some(k);
     }
 
+    /// Starts counting (`count`, `seen`) from zero.
     pub fn reset_count(&self) {
         self.shared.count.store(0, Ordering::SeqCst);
+        self.shared.seen.lock().unwrap().clear();
+    }
+
+    /// The requests that reached the proxy since the last reset, as `service:Operation`
+    /// (see `operation`): what the client really sent, counted outside the binary, so
+    /// a check of "no AWS call" or "reads only" does not rest on provision's own log.
+    pub fn seen(&self) -> Vec<String> {
+        let seen = self.shared.seen.lock().unwrap();
+        seen.iter().map(|(op, _)| op.clone()).collect()
+    }
+
+    /// The requests of `seen` that change something: anything but a GET/HEAD or an
+    /// operation named Get*, List*, Describe* (JSON and query protocols POST their reads).
+    pub fn seen_writes(&self) -> Vec<String> {
+        let seen = self.shared.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(_, read)| !read)
+            .map(|(op, _)| op.clone())
+            .collect()
     }
 
     /// Requests seen since the last reset.
@@ -394,6 +416,17 @@ pub fn operation(head: &str, body: &[u8]) -> String {
     }
 }
 
+/// `service:Operation` of a request, and whether it only reads.
+fn seen_as(head: &str, body: &[u8]) -> (String, bool) {
+    let op = operation(head, body);
+    let method = head.split_whitespace().next().unwrap_or("");
+    let read = matches!(method, "GET" | "HEAD")
+        || ["Get", "List", "Describe"]
+            .iter()
+            .any(|p| op.starts_with(p));
+    (format!("{}:{op}", service(head)), read)
+}
+
 /// API Gateway's answer over a quota: 429, with when to come back (whole seconds).
 fn too_many_requests(wait: Duration) -> Vec<u8> {
     let body = "{\"message\":\"Too Many Requests\"}";
@@ -451,6 +484,19 @@ fn fault_response(service: &str, kind: u64) -> Vec<u8> {
             "Content-Type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\n",
             "{\"Type\":\"User\",\"Reason\":\"CallerRateLimitExceeded\",\"message\":\"Rate exceeded\"}".into(),
         ),
+        // CloudWatch Logs and Secrets Manager (JSON 1.1) throttle with a 400
+        // ThrottlingException; S3 with a 503 SlowDown in its XML error shape.
+        (_, "logs") | (_, "secretsmanager") => (
+            "400 Bad Request",
+            "Content-Type: application/x-amz-json-1.1\r\n",
+            "{\"__type\":\"ThrottlingException\",\"message\":\"Rate exceeded\"}".into(),
+        ),
+        (_, "s3") => (
+            "503 Slow Down",
+            "Content-Type: application/xml\r\n",
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>injected</RequestId></Error>".into(),
+        ),
+        // API Gateway.
         _ => (
             "429 Too Many Requests",
             "Content-Type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\n",
@@ -515,6 +561,7 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
     };
     {
         let n = s.count.fetch_add(1, Ordering::SeqCst) + 1;
+        s.seen.lock().unwrap().push(seen_as(&head, &body));
         let latency = *s.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
