@@ -352,3 +352,27 @@ async fn without_concurrency_the_same_stack_with_plain_progress_lines() {
     let zero = h.run(&["--max-concurrency", "0", "up"]);
     assert_eq!(zero.code, 2, "{}", zero.describe());
 }
+
+/// `outputs` and `graph` need no AWS call with a local state directory (checked above);
+/// with state on S3 they read it: the README says two requests each, counted here at a
+/// proxy, and both reads.
+#[tokio::test]
+async fn outputs_and_graph_with_state_on_s3_send_two_reads() {
+    let mut h = Harness::new();
+    h.state_location = Some("s3://provision-lifecycle-state/ci".into());
+    let r = h.run(&["init-state", "s3://provision-lifecycle-state/ci"]);
+    assert_eq!(r.code, 0, "{}", r.describe());
+    h.ok(&["up"]);
+    let proxy = common::proxy::Proxy::start(&h.url);
+    for command in ["outputs", "graph"] {
+        let run = h.run_observed(&proxy, &[command]);
+        assert_eq!(run.code, 0, "{command}: {}", run.describe());
+        assert_eq!(run.calls.len(), 2, "{command}: {:?}", run.calls);
+        assert!(
+            run.writes().is_empty(),
+            "{command} wrote: {:?}",
+            run.writes()
+        );
+    }
+    h.ok(&["down"]);
+}

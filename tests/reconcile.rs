@@ -159,18 +159,22 @@ async fn memory_timeout_and_code_are_updated_in_place() {
     // The new build answers.
     let call = h.json(&["invoke"]);
     assert_eq!(call["status"], 200, "{call}");
-    // And the same build again is a no-op: the zip is deterministic.
-    let again = h.run(&[
-        "-o",
-        "json",
-        "up",
-        "--memory",
-        "256",
-        "--timeout",
-        "20",
-        "--handler",
-        &new_handler,
-    ]);
+    // And the same build again is a no-op: the zip is deterministic (writes counted at
+    // a proxy).
+    let again = h.run_observed(
+        &Proxy::start(&h.url),
+        &[
+            "-o",
+            "json",
+            "up",
+            "--memory",
+            "256",
+            "--timeout",
+            "20",
+            "--handler",
+            &new_handler,
+        ],
+    );
     all_but(&again.json(), &[], "unchanged");
     assert!(again.writes().is_empty(), "{:?}", again.writes());
 }
@@ -613,7 +617,8 @@ async fn resources_of_another_stack_or_untagged_are_never_adopted() {
         }
         create.send().await.unwrap();
 
-        let r = h.run(&["up"]);
+        // Through a proxy: what reached IAM, not what the binary logged.
+        let r = h.run_observed(&Proxy::start(&h.url), &["up"]);
         assert_eq!(r.code, 2, "{}", r.describe());
         let expected = if tags.is_some() {
             "belongs to stack `someone-else`"

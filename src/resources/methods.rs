@@ -86,8 +86,15 @@ impl Surface {
     }
 }
 
-/// GetResources with the methods embedded (one request per 500 resources).
+/// GetResources with the methods embedded (one request per 500 resources), and each
+/// integration GetResources leaves out.
 async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Surface> {
+    read_methods(ctx, api_id, true).await
+}
+
+/// `read`; without `integrations`, only which methods exist (their integrations left
+/// unread): what a lookup after a lost answer needs, in one request.
+async fn read_methods(ctx: &Ctx<'_>, api_id: &str, integrations: bool) -> Result<Surface> {
     let what = format!("reading the resources of REST API {api_id}");
     let out = crate::quota::send("GetResources", &what, || async {
         ctx.aws
@@ -123,7 +130,7 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Surface> {
         verbs.sort_by_key(|(v, _)| v.as_str());
         for (verb, m) in verbs {
             // GetResources may leave out the integration; ask for it then.
-            let integration = if m.method_integration().is_none() {
+            let integration = if integrations && m.method_integration().is_none() {
                 integration(ctx, api_id, &id, verb, &path).await?
             } else {
                 None
@@ -367,7 +374,7 @@ async fn put(
         },
         // The method is there: our lost attempt made it (it was absent or deleted).
         || async {
-            let now = read(ctx, api_id).await?;
+            let now = read_methods(ctx, api_id, false).await?;
             Ok(now.method(verb, path).map(|_| ()))
         },
     )
