@@ -88,7 +88,11 @@ async fn token_with(token_url: &str, id: &str, secret: &str, scope: &str) -> req
 
 #[tokio::test]
 async fn each_calling_service_gets_its_client_its_scopes_and_its_secret() {
-    let h = Harness::new();
+    let mut h = Harness::new();
+    // Every run through one proxy, from the start (the published secret holds the
+    // endpoint's token URL), so the write checks below count what reached AWS.
+    let proxy = common::proxy::Proxy::start(&h.url);
+    h.url = proxy.url.clone();
     let sdk = h.aws().await;
     let sm = secrets_client(&h.url);
     std::fs::write(h.dir.path().join("provision.toml"), config(THREE)).unwrap();
@@ -202,7 +206,7 @@ async fn each_calling_service_gets_its_client_its_scopes_and_its_secret() {
         .any(|t| t.key() == Some("provision:stack") && t.value() == Some(h.stack.as_str())));
 
     // A no-op up and status: nothing to do.
-    let again = h.run(&["-o", "json", "up"]);
+    let again = h.run_observed(&proxy, &["-o", "json", "up"]);
     assert_eq!(again.code, 0, "{}", again.describe());
     assert!(again.writes().is_empty(), "{:?}", again.writes());
     assert_eq!(h.run(&["status"]).code, 0);
@@ -243,7 +247,7 @@ async fn each_calling_service_gets_its_client_its_scopes_and_its_secret() {
     assert!(actions(&dry)
         .iter()
         .any(|(k, id, a)| k == "app_client" && id == &clients[1].1 && a == "deleted"));
-    let up = h.run(&["-o", "json", "up"]);
+    let up = h.run_observed(&proxy, &["-o", "json", "up"]);
     assert_eq!(up.code, 0, "{}", up.describe());
     let mut writes: Vec<String> = up.writes().into_iter().cloned().collect();
     writes.sort();
@@ -262,7 +266,7 @@ async fn each_calling_service_gets_its_client_its_scopes_and_its_secret() {
     // Adding one creates only that.
     let more = format!("{fewer}\n[[client]]\nname = \"billing\"\nscopes = [\"users/read\"]\n");
     std::fs::write(h.dir.path().join("provision.toml"), config(&more)).unwrap();
-    let up = h.run(&["-o", "json", "up"]);
+    let up = h.run_observed(&proxy, &["-o", "json", "up"]);
     assert_eq!(up.code, 0, "{}", up.describe());
     assert_eq!(
         up.writes(),
