@@ -298,7 +298,8 @@ async fn up_token_invoke_status_down() {
     // down: everything gone, state file last. With the state file's ids, nothing is
     // searched for: the account check and one delete per resource that does not go
     // with a parent (API, domain, pool, function, log group, role policy, role).
-    let run = h.ok(&["-o", "json", "down"]);
+    let run = h.run_observed(&proxy, &["-o", "json", "down"]);
+    assert_eq!(run.code, 0, "{}", run.describe());
     assert!(
         run.calls.len() <= 8
             && !run
