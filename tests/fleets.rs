@@ -130,6 +130,9 @@ async fn five_stacks_up_at_once_then_list_and_prune_within_api_gateways_quotas()
         refused_creates >= 4,
         "CreateRestApi refused {refused_creates} times: {refused:?}"
     );
+    // The refused creates come back after 3 to 3.75 s (the quota's interval, spread),
+    // so the first two APIs are made less than 5 s apart, and so are their deployments
+    // (each follows its API by the same short chain): the second one is refused.
     assert!(
         refused.iter().any(|op| op == "CreateDeployment"),
         "no CreateDeployment was refused: {refused:?}"
