@@ -16,7 +16,7 @@ const CREATES: &[&str] = &[
     "CreateRole",
     "CreateLogGroup",
     "PutRetentionPolicy",
-    "AttachRolePolicy",
+    "PutRolePolicy",
     "CreateFunction",
     "CreateUserPool",
     "CreateUserPoolDomain",
@@ -687,7 +687,25 @@ async fn privileges_beyond_what_provision_grants_are_drift_and_up_removes_them()
         .send()
         .await
         .unwrap();
-    assert_eq!(inline.policy_names(), &[] as &[String], "inline policies");
+    assert_eq!(
+        inline.policy_names(),
+        ["provision-handler-logs"],
+        "inline policies: provision's only"
+    );
+    let logs = sdk
+        .iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name("provision-handler-logs")
+        .send()
+        .await
+        .unwrap();
+    let logs = policy_document(logs.policy_document());
+    assert_eq!(
+        logs["Statement"][0]["Resource"],
+        format!("arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/{function}:*"),
+        "{logs}"
+    );
     let attached = sdk
         .iam
         .list_attached_role_policies()
@@ -695,15 +713,10 @@ async fn privileges_beyond_what_provision_grants_are_drift_and_up_removes_them()
         .send()
         .await
         .unwrap();
-    let arns: Vec<&str> = attached
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn())
-        .collect();
-    assert_eq!(arns.len(), 1, "attached: {arns:?}");
     assert!(
-        arns[0].ends_with("/AWSLambdaBasicExecutionRole"),
-        "attached: {arns:?}"
+        attached.attached_policies().is_empty(),
+        "attached: {:?}",
+        attached.attached_policies()
     );
     let policy = sdk
         .lambda

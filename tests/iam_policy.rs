@@ -326,3 +326,155 @@ fn glob_matches_like_iam() {
     assert!(glob("*", "anything"));
     assert!(!glob("iam:Get?", "iam:GetRole"));
 }
+
+/// Tagging actions: tagging a resource `provision:stack=<stack>` makes every statement
+/// scoped by `aws:ResourceTag/provision:stack` apply to it, so a grant to tag is a grant
+/// to take over. Any service's `Tag*` action counts, and API Gateway's tags resource.
+fn is_tagging(action: &str, resources: &[String]) -> bool {
+    const KNOWN: &[&str] = &[
+        "iam:TagRole",
+        "iam:TagPolicy",
+        "lambda:TagResource",
+        "cognito-idp:TagResource",
+        "secretsmanager:TagResource",
+        "logs:TagResource",
+        "logs:TagLogGroup",
+        "s3:PutBucketTagging",
+        "s3:PutObjectTagging",
+    ];
+    if KNOWN.iter().any(|known| glob(action, known)) {
+        return true;
+    }
+    let verb = action.split_once(':').map_or(action, |(_, v)| v);
+    if verb.starts_with("Tag") || verb.contains("Tagging") {
+        return true;
+    }
+    // API Gateway authorizes tags (TagResource, and tags sent with a create) as POST or
+    // PUT on `/tags/<url-encoded ARN>`.
+    let tags_of_a_foreign_api = "arn:aws:apigateway:eu-west-1::/tags/arn%3Aaws%3Aapigateway%3Aeu-west-1%3A%3A%2Frestapis%2Fforeign1";
+    ["apigateway:POST", "apigateway:PUT"]
+        .iter()
+        .any(|verb| glob(action, verb))
+        && resources.iter().any(|r| glob(r, tags_of_a_foreign_api))
+}
+
+/// Why `statement` lets its tagging action reach a resource that is not already a
+/// stack's, if it does: only a condition requiring the resource's own
+/// `provision:stack` tag (present, and matching a pattern narrower than "anything")
+/// keeps a foreign resource out, whatever the ARN pattern (names can be taken by anyone).
+fn tag_grant_problem(statement: &Value) -> Option<String> {
+    let sid = statement["Sid"].as_str().unwrap_or("(no Sid)");
+    if statement["Effect"] != "Allow" {
+        return None;
+    }
+    if statement.get("NotAction").is_some() || statement.get("NotResource").is_some() {
+        return Some(format!(
+            "{sid}: NotAction/NotResource in an Allow may grant tagging anywhere"
+        ));
+    }
+    let resources = strings(&statement["Resource"]);
+    let tagging: Vec<String> = strings(&statement["Action"])
+        .into_iter()
+        .filter(|a| is_tagging(a, &resources))
+        .collect();
+    if tagging.is_empty() {
+        return None;
+    }
+    let limited = statement["Condition"].as_object().is_some_and(|ops| {
+        ops.iter().any(|(op, keys)| {
+            // Operators that hold only when the key is present and matches.
+            matches!(op.as_str(), "StringEquals" | "StringLike")
+                && keys.as_object().is_some_and(|keys| {
+                    keys.iter().any(|(key, values)| {
+                        key.eq_ignore_ascii_case("aws:ResourceTag/provision:stack")
+                            && !strings(values).is_empty()
+                            && strings(values).iter().all(|v| !v.is_empty() && v != "*")
+                    })
+                })
+        })
+    });
+    (!limited).then(|| {
+        format!(
+            "{sid} allows {} on {resources:?} without requiring the resource's own aws:ResourceTag/provision:stack: a foreign resource could be tagged into a stack",
+            tagging.join(", ")
+        )
+    })
+}
+
+fn tag_grant_problems(policy: &Value) -> Vec<String> {
+    policy["Statement"]
+        .as_array()
+        .expect("Statement is a list")
+        .iter()
+        .filter_map(tag_grant_problem)
+        .collect()
+}
+
+fn policy_file() -> Value {
+    let path = common::repo_root().join("docs/iam-policy.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_policy_tags_only_what_is_already_a_stacks() {
+    let policy = policy_file();
+    let problems = tag_grant_problems(&policy);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // It does grant tagging (tags sent with creates, the legacy role's claim): the
+    // check above looked at something.
+    let tag_statements = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            let resources = strings(&s["Resource"]);
+            strings(&s["Action"])
+                .iter()
+                .any(|a| is_tagging(a, &resources))
+        })
+        .count();
+    assert!(tag_statements >= 6, "{tag_statements} tag statements");
+}
+
+/// The check bites: each grant the issue found (or one like it), planted in a copy of
+/// the real policy, is reported.
+#[test]
+fn the_tag_check_catches_planted_grants() {
+    let planted = [
+        // The issue's Cognito grant: the new tag checked, not the resource's own.
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"cognito-idp:TagResource","Resource":"arn:aws:cognito-idp:*:*:userpool/*","Condition":{"StringLike":{"aws:RequestTag/provision:stack":"m2m-*"},"ForAllValues:StringEquals":{"aws:TagKeys":["provision:stack"]}}}"#,
+        // The issue's API Gateway grant.
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"apigateway:POST","Resource":["arn:aws:apigateway:*::/restapis","arn:aws:apigateway:*::/tags/*"],"Condition":{"StringLike":{"aws:RequestTag/provision:stack":"m2m-*"}}}"#,
+        // TagResource through PUT, on every API Gateway resource.
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"apigateway:PUT","Resource":"arn:aws:apigateway:*::*"}"#,
+        // A name pattern is not ownership.
+        r#"{"Sid":"Bad","Effect":"Allow","Action":["iam:TagRole"],"Resource":"arn:aws:iam::*:role/m2m-*-handler-*"}"#,
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"logs:TagLogGroup","Resource":"arn:aws:logs:*:*:log-group:/aws/lambda/m2m-*-handler"}"#,
+        // IfExists lets an untagged resource through; "*" any tagged one; Null is no limit.
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"lambda:TagResource","Resource":"*","Condition":{"StringLikeIfExists":{"aws:ResourceTag/provision:stack":"m2m-*"}}}"#,
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"secretsmanager:TagResource","Resource":"*","Condition":{"StringLike":{"aws:ResourceTag/provision:stack":"*"}}}"#,
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"s3:PutBucketTagging","Resource":"*","Condition":{"Null":{"aws:ResourceTag/provision:stack":"false"}}}"#,
+        // Wildcards that include a tag action.
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"logs:*","Resource":"arn:aws:logs:*:*:log-group:/aws/lambda/m2m-*"}"#,
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"*","Resource":"*"}"#,
+        r#"{"Sid":"Bad","Effect":"Allow","NotAction":"iam:*","Resource":"*"}"#,
+        // A service this check has no list for.
+        r#"{"Sid":"Bad","Effect":"Allow","Action":"kms:TagResource","Resource":"*"}"#,
+    ];
+    for bad in planted {
+        let mut policy = policy_file();
+        policy["Statement"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::from_str(bad).unwrap());
+        let problems = tag_grant_problems(&policy);
+        assert_eq!(problems.len(), 1, "planted {bad}: {problems:?}");
+        assert!(problems[0].starts_with("Bad"), "{problems:?}");
+    }
+    // And what the policy does is accepted when it stands alone.
+    let good = r#"{"Sid":"Good","Effect":"Allow","Action":"cognito-idp:TagResource","Resource":"arn:aws:cognito-idp:*:*:userpool/*","Condition":{"StringLike":{"aws:ResourceTag/provision:stack":"m2m-*","aws:RequestTag/provision:stack":"m2m-*"}}}"#;
+    assert_eq!(
+        tag_grant_problem(&serde_json::from_str(good).unwrap()),
+        None
+    );
+}
