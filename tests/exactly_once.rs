@@ -39,7 +39,7 @@ const DELETES: &[&str] = &[
     "DeleteUserPoolDomain",
     "DeleteFunction",
     "DeleteRole",
-    "DetachRolePolicy",
+    "DeleteRolePolicy",
 ];
 
 /// How many requests of `op` a run sent (`calls` entries are `service:Operation`).

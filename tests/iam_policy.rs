@@ -1,8 +1,15 @@
-//! docs/iam-policy.json against what the binary really calls: a lifecycle that takes
-//! every code path that writes (create, every kind of update and drift repair, adoption,
-//! down) records each AWS operation sent; each must be allowed by the policy (through
-//! docs/iam-actions.tsv, the operation → IAM action table), and the policy must allow
-//! no action that none of them needs.
+//! docs/iam-policy.json against what the binary really calls, and against what its
+//! grants would let a holder do.
+//!
+//! A lifecycle that takes every code path that writes (create, every kind of update and
+//! drift repair, the move off AWS's basic execution policy, the legacy role's claim,
+//! adoption, a > 50 MB upload through S3, down) records each AWS operation sent. Each
+//! must be allowed by the policy through docs/iam-actions.tsv (operation → IAM action,
+//! the ARN built from this run's account, stack and ids, and the request context: tags
+//! sent, tags the resource carries, other condition keys), with the policy's
+//! `Condition`s evaluated; the policy must allow no action that none of them needs.
+//! Apart from any run: no statement may grant a tagging action on a resource that does
+//! not already carry the stack's tag (a tag grant is a takeover grant).
 
 mod common;
 
