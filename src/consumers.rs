@@ -152,6 +152,25 @@ pub fn validate_client_name(name: &str) -> Result<()> {
     }
 }
 
+/// Refuses (exit 2, before any write) a reader in another account than the caller's.
+/// A published secret is encrypted with the account's `aws/secretsmanager` key, and
+/// AWS lets no other account use an AWS managed key: such a reader would be allowed
+/// by the secret's policy and still be denied.
+pub fn check_readers_in_account(clients: &[ClientSpec], account: &str) -> Result<()> {
+    for c in clients {
+        for r in &c.readers {
+            let theirs = r.split(':').nth(4).unwrap_or_default();
+            if theirs != account {
+                return Err(Error::usage(format!(
+                    "client `{}`: reader `{r}` is in account {theirs}, not in this stack's account {account}; its secret is encrypted with the aws/secretsmanager key, which AWS does not let other accounts use, so that reader could never read it. Let a role in account {account} read the secret, or hand the credentials over with `provision credentials --client {}`",
+                    c.name, c.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// An IAM principal ARN: a role, a user, or an account's root.
 fn validate_reader(client: &str, arn: &str) -> Result<()> {
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -359,5 +378,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("twice"));
+    }
+
+    #[test]
+    fn readers_must_be_in_the_callers_account() {
+        let spec = |reader: &str| ClientSpec {
+            name: "admin".into(),
+            scopes: Vec::new(),
+            secret: true,
+            readers: vec![reader.into()],
+        };
+        assert!(check_readers_in_account(
+            &[spec("arn:aws:iam::123456789012:role/r")],
+            "123456789012"
+        )
+        .is_ok());
+        let err =
+            check_readers_in_account(&[spec("arn:aws:iam::210987654321:role/r")], "123456789012")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("210987654321") && err.contains("aws/secretsmanager"),
+            "{err}"
+        );
     }
 }

@@ -95,13 +95,19 @@ pub struct RoleSettings {
     pub trust_policy: serde_json::Value,
     /// Managed policies attached, sorted.
     pub policies: Vec<String>,
-    /// Names of inline policies, sorted: provision grants none.
+    /// Names of inline policies, sorted: provision grants one, its logs policy.
     pub inline_policies: Vec<String>,
+    /// That logs policy's document, normalized (Null when the role has none).
+    pub logs_policy: serde_json::Value,
+    /// The permissions boundary's ARN ("" for none).
+    pub boundary: String,
 }
 settings!(RoleSettings {
     trust_policy,
     policies,
-    inline_policies
+    inline_policies,
+    logs_policy,
+    boundary
 });
 
 #[derive(Debug, Clone, PartialEq, Eq)]

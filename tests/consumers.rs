@@ -391,3 +391,22 @@ fn graph_shows_the_clients_as_nodes_without_calling_aws() {
     );
     assert!(json["edges"].as_array().unwrap().len() > kinds.len());
 }
+
+/// A reader in another account could never read the secret (it is encrypted with the
+/// account's aws/secretsmanager key, which AWS lets no other account use): `up` says so
+/// and stops with exit 2 once STS has named the account, before anything is made.
+#[tokio::test]
+async fn a_reader_in_another_account_is_refused_before_any_write() {
+    let h = Harness::new();
+    let other = THREE.replace("000000000000", "123456789012");
+    std::fs::write(h.dir.path().join("provision.toml"), config(&other)).unwrap();
+    let up = h.run(&["up"]);
+    assert_eq!(up.code, 2, "{}", up.describe());
+    assert!(
+        up.stderr.contains("123456789012") && up.stderr.contains("aws/secretsmanager"),
+        "says which reader and why: {}",
+        up.describe()
+    );
+    assert!(up.writes().is_empty(), "{:?}", up.writes());
+    h.aws().await.assert_empty().await;
+}

@@ -16,7 +16,7 @@ const CREATES: &[&str] = &[
     "CreateRole",
     "CreateLogGroup",
     "PutRetentionPolicy",
-    "AttachRolePolicy",
+    "PutRolePolicy",
     "CreateFunction",
     "CreateUserPool",
     "CreateUserPoolDomain",
@@ -39,7 +39,7 @@ const DELETES: &[&str] = &[
     "DeleteUserPoolDomain",
     "DeleteFunction",
     "DeleteRole",
-    "DetachRolePolicy",
+    "DeleteRolePolicy",
 ];
 
 /// How many requests of `op` a run sent (`calls` entries are `service:Operation`).
@@ -766,7 +766,25 @@ async fn privileges_beyond_what_provision_grants_are_drift_and_up_removes_them()
         .send()
         .await
         .unwrap();
-    assert_eq!(inline.policy_names(), &[] as &[String], "inline policies");
+    assert_eq!(
+        inline.policy_names(),
+        ["provision-handler-logs"],
+        "inline policies: provision's only"
+    );
+    let logs = sdk
+        .iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name("provision-handler-logs")
+        .send()
+        .await
+        .unwrap();
+    let logs = policy_document(logs.policy_document());
+    assert_eq!(
+        logs["Statement"][0]["Resource"],
+        format!("arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/{function}:*"),
+        "{logs}"
+    );
     let attached = sdk
         .iam
         .list_attached_role_policies()
@@ -774,15 +792,10 @@ async fn privileges_beyond_what_provision_grants_are_drift_and_up_removes_them()
         .send()
         .await
         .unwrap();
-    let arns: Vec<&str> = attached
-        .attached_policies()
-        .iter()
-        .filter_map(|p| p.policy_arn())
-        .collect();
-    assert_eq!(arns.len(), 1, "attached: {arns:?}");
     assert!(
-        arns[0].ends_with("/AWSLambdaBasicExecutionRole"),
-        "attached: {arns:?}"
+        attached.attached_policies().is_empty(),
+        "attached: {:?}",
+        attached.attached_policies()
     );
     let policy = sdk
         .lambda
@@ -821,8 +834,9 @@ async fn privileges_beyond_what_provision_grants_are_drift_and_up_removes_them()
 }
 
 /// Turns the stack `up` made into one made before roles were per region: its function
-/// runs as `<stack>-handler` (tagged for the stack, no region tag), the state file
-/// records that name, and the region-named role is gone.
+/// runs as `<stack>-handler` (tagged for the stack, no region tag, AWS's basic execution
+/// policy attached, as those versions made it), the state file records that name, and
+/// the region-named role is gone.
 async fn make_legacy(h: &Harness, sdk: &Sdk) -> String {
     let legacy = format!("{}-handler", h.stack);
     let regional = format!("{}-handler-us-east-1", h.stack);
@@ -859,9 +873,9 @@ async fn make_legacy(h: &Harness, sdk: &Sdk) -> String {
         .await
         .unwrap();
     sdk.iam
-        .detach_role_policy()
+        .delete_role_policy()
         .role_name(&regional)
-        .policy_arn(basic)
+        .policy_name("provision-handler-logs")
         .send()
         .await
         .unwrap();
@@ -897,7 +911,8 @@ async fn a_stack_made_before_roles_were_per_region_keeps_its_role_in_its_region(
         .unwrap()
         .clone();
     assert_eq!(role["id"], legacy.as_str(), "{up}");
-    assert_eq!(role["action"], "unchanged", "{up}");
+    // Made with AWS's basic execution policy attached: moved over to the logs policy.
+    assert_eq!(role["action"], "updated", "{up}");
     assert_eq!(sdk.role_names().await, vec![legacy.clone()], "no new role");
     assert!(
         role_tags(&sdk, &legacy)

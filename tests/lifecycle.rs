@@ -68,10 +68,21 @@ async fn up_token_invoke_status_down() {
         .iter()
         .filter_map(|p| p.policy_arn())
         .collect();
+    assert!(attached.is_empty(), "no managed policy: {attached:?}");
     assert_eq!(
-        attached,
-        ["arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"]
+        role.permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn()),
+        Some("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"),
+        "basic execution is the role's ceiling"
     );
+    let inline = sdk
+        .iam
+        .list_role_policies()
+        .role_name(&role_name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inline.policy_names(), ["provision-handler-logs"]);
 
     assert_eq!(sdk.function_names().await, vec![format!("{stack}-handler")]);
     let f = sdk

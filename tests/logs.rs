@@ -1,6 +1,7 @@
 //! The function's log group is the stack's: made before the function, tagged, with a
-//! retention, adopted when Lambda made it first, compared by `status`, read by
-//! `provision logs`, and deleted by `down`.
+//! retention, adopted (untagged) when Lambda made it first, compared by `status`, read
+//! by `provision logs` (the handler's role may write only that group), and deleted by
+//! `down`.
 
 mod common;
 
@@ -120,7 +121,7 @@ async fn the_log_group_is_made_tagged_read_updated_and_removed() {
 }
 
 #[tokio::test]
-async fn a_group_lambda_made_first_is_adopted_and_tagged() {
+async fn a_group_lambda_made_first_is_adopted_but_not_tagged() {
     let h = Harness::new();
     let sdk = h.aws().await;
     let name = format!("/aws/lambda/{}-handler", h.stack);
@@ -142,7 +143,159 @@ async fn a_group_lambda_made_first_is_adopted_and_tagged() {
     assert_eq!(entry["action"], "adopted", "{entry}");
     let (retention, tags) = group(&h).await;
     assert_eq!(retention, Some(7));
-    assert!(tags.contains(&("provision:stack".into(), h.stack.clone())));
+    // The caller's policy allows tagging only what carries the stack's tag already
+    // (docs/iam-policy.json): an adopted group is left untagged, and that is no drift.
+    assert!(tags.is_empty(), "{tags:?}");
+    let status = h.run(&["status", "--log-retention", "7"]);
+    assert_eq!(status.code, 0, "{}", status.describe());
     h.ok(&["down"]);
     sdk.assert_empty().await;
+}
+
+/// A stack made by a version that attached AWS's `AWSLambdaBasicExecutionRole` (logs of
+/// any group in the account) is moved over by the next `up`: boundary and logs policy
+/// on, the managed policy off; the handler's lines still reach `provision logs`.
+#[tokio::test]
+async fn a_role_made_with_the_basic_execution_policy_is_moved_over_by_up() {
+    let h = Harness::new();
+    let sdk = h.aws().await;
+    h.ok(&["up"]);
+    let role = format!("{}-handler-us-east-1", h.stack);
+    let basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+    // The role as those versions left it: the managed policy, no inline policy, no boundary.
+    sdk.iam
+        .delete_role_policy()
+        .role_name(&role)
+        .policy_name("provision-handler-logs")
+        .send()
+        .await
+        .unwrap();
+    sdk.iam
+        .delete_role_permissions_boundary()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    sdk.iam
+        .attach_role_policy()
+        .role_name(&role)
+        .policy_arn(basic)
+        .send()
+        .await
+        .unwrap();
+
+    let status = h.json_code(&["status"], 3);
+    let entry = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["kind"] == "iam_role")
+        .unwrap()
+        .clone();
+    assert_eq!(entry["state"], "drifted", "{entry}");
+    for field in ["policies", "inline_policies", "logs_policy", "boundary"] {
+        assert!(
+            entry["fields"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f == field),
+            "{field} in {entry}"
+        );
+    }
+    let up = h.json(&["up"]);
+    assert!(
+        actions(&up).contains(&("iam_role".into(), role.clone(), "updated".into())),
+        "{up}"
+    );
+
+    let attached = sdk
+        .iam
+        .list_attached_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        attached.attached_policies().is_empty(),
+        "{:?}",
+        attached.attached_policies()
+    );
+    let inline = sdk
+        .iam
+        .list_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inline.policy_names(), ["provision-handler-logs"]);
+    let doc = sdk
+        .iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name("provision-handler-logs")
+        .send()
+        .await
+        .unwrap();
+    let text = doc.policy_document();
+    let doc: serde_json::Value = serde_json::from_str(text).unwrap_or_else(|_| {
+        serde_json::from_str(&urlencoding_decode(text)).expect("a JSON policy")
+    });
+    let statement = &doc["Statement"][0];
+    let mut actions_allowed: Vec<&str> = statement["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    actions_allowed.sort();
+    assert_eq!(
+        actions_allowed,
+        ["logs:CreateLogStream", "logs:PutLogEvents"]
+    );
+    assert_eq!(
+        statement["Resource"],
+        format!(
+            "arn:aws:logs:us-east-1:000000000000:log-group:/aws/lambda/{}-handler:*",
+            h.stack
+        )
+    );
+    let got = sdk.iam.get_role().role_name(&role).send().await.unwrap();
+    assert_eq!(
+        got.role()
+            .unwrap()
+            .permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn()),
+        Some(basic)
+    );
+    assert_eq!(h.run(&["status"]).code, 0, "in sync after the move");
+
+    assert_eq!(h.json(&["invoke", "--path", "/moved"])["status"], 200);
+    let logs = h.ok(&["logs", "--since", "5m"]);
+    assert!(
+        logs.stdout.contains("\"path\":\"/moved\""),
+        "the handler's line after the move:\n{}",
+        logs.stdout
+    );
+    h.ok(&["down"]);
+    sdk.assert_empty().await;
+}
+
+/// IAM may hand policy documents back URL-encoded.
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -51,6 +51,7 @@ async fn converge_stack(
     started: Instant,
 ) -> Result<i32> {
     let prefix = resolve_prefix(desired, &session.account, &session.region, &target.stack)?;
+    crate::consumers::check_readers_in_account(&desired.clients, &session.account)?;
     let mut state = session.state(target);
     state.account = Some(session.account.clone());
     let sink = if dry_run {

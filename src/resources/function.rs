@@ -118,7 +118,7 @@ pub struct Function {
 /// API can be built while it settles.
 pub async fn ensure(
     ctx: &Ctx<'_>,
-    role: impl std::future::Future<Output = Result<super::role::Role>>,
+    role: impl std::future::Future<Output = Result<super::role_policy::Role>>,
 ) -> Result<Function> {
     let name = ctx.function_name();
     let recorded = ctx.rec.get(KIND).is_some();
@@ -141,7 +141,7 @@ pub async fn ensure(
             .package
             .ok_or_else(|| Error::usage("handler package: none was built"))?;
         if decision != Decision::Create {
-            super::role::attach_pending(ctx, &role).await?;
+            super::role_policy::put_pending(ctx, &role).await?;
         }
         // An earlier run may have been stopped while the function was still settling.
         if found.is_some_and(|f| !f.ready) {
@@ -150,7 +150,7 @@ pub async fn ensure(
         match &decision {
             Decision::Create => {
                 let (attached, created) = ctx
-                    .both(super::role::attach_pending(ctx, &role), async {
+                    .both(super::role_policy::put_pending(ctx, &role), async {
                         create(ctx, &name, &want, &code(ctx, package).await?).await
                     })
                     .await;

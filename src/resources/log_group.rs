@@ -97,10 +97,6 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<()> {
     let started = Instant::now();
     let name = name(&ctx.function_name());
     let recorded = ctx.rec.get(KIND).is_some();
-    let want = LogGroupSettings {
-        retention_days: ctx.desired.log_retention_days,
-        tagged: true,
-    };
     let found = if recorded {
         first_find(ctx).await?
     } else {
@@ -113,38 +109,29 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<()> {
         retention_days: f.retention_days,
         tagged: f.tags.get(STACK_TAG).map(String::as_str) == Some(ctx.stack),
     });
+    // Tagged when made. A group Lambda made first (untagged, with our function's name)
+    // is adopted as it is, not tagged: the caller's policy allows tagging only what
+    // already carries the stack's tag, so that a role able to run `up` cannot claim
+    // another team's resources by tagging them. It stays the stack's through its
+    // name and the stack's function.
+    let want = LogGroupSettings {
+        retention_days: ctx.desired.log_retention_days,
+        tagged: observed.as_ref().is_none_or(|o| o.tagged),
+    };
     let decision = decide(&want, observed.as_ref());
     if found.is_some() {
         ctx.log_group_made.set(true);
     }
     if ctx.apply && decision != Decision::Unchanged {
-        let arn = match &found {
-            Some(f) => f.arn.clone(),
-            None => {
-                let arn = create(ctx, &name).await?;
-                // The function may be made now; tags and retention follow.
-                ctx.log_group_made.set(true);
-                arn
-            }
-        };
-        let (retention_differs, untagged) = match &decision {
-            Decision::Update(fields) => (
-                fields.contains(&"retention_days"),
-                fields.contains(&"tagged"),
-            ),
-            _ => (want.retention_days != 0, false),
-        };
-        if untagged {
-            ctx.aws
-                .logs
-                .tag_resource()
-                .resource_arn(&arn)
-                .tags(STACK_TAG, ctx.tag_value())
-                .send()
-                .await
-                .sdk()
-                .map_err(|e| e.fail(format!("tagging log group {name}"), "TagResource"))?;
+        if found.is_none() {
+            create(ctx, &name).await?;
+            // The function may be made now; the retention follows.
+            ctx.log_group_made.set(true);
         }
+        let retention_differs = match &decision {
+            Decision::Update(fields) => fields.contains(&"retention_days"),
+            _ => want.retention_days != 0,
+        };
         if retention_differs {
             set_retention(ctx, &name, want.retention_days).await?;
         }

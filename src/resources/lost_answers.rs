@@ -193,8 +193,15 @@ async fn a_role_with_policies_someone_else_attached_is_emptied_then_deleted() {
         })
         .output(|| DeleteRoleOutput::builder().build())
         .build();
-    let attached = mock!(aws_sdk_iam::Client::list_attached_role_policies)
-        .then_output(|| ListAttachedRolePoliciesOutput::builder().build());
+    let attached = mock!(aws_sdk_iam::Client::list_attached_role_policies).then_output(|| {
+        ListAttachedRolePoliciesOutput::builder()
+            .attached_policies(
+                aws_sdk_iam::types::AttachedPolicy::builder()
+                    .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+                    .build(),
+            )
+            .build()
+    });
     let inline = mock!(aws_sdk_iam::Client::list_role_policies).then_output(|| {
         ListRolePoliciesOutput::builder()
             .policy_names("backdoor")
@@ -216,8 +223,12 @@ async fn a_role_with_policies_someone_else_attached_is_emptied_then_deleted() {
     .await;
     let (name, gone) = super::role::delete(&f.ctx()).await.expect("deleted");
     assert_eq!((name.as_str(), gone), ("s-handler-us-east-1", true));
-    assert_eq!(detach.num_calls(), 1, "the basic-execution policy");
+    assert_eq!(detach.num_calls(), 1, "the policy someone attached");
     assert_eq!(delete.num_calls(), 2, "refused, then done");
     assert_eq!(inline.num_calls(), 1);
-    assert_eq!(delete_inline.num_calls(), 1, "the inline policy went first");
+    assert_eq!(
+        delete_inline.num_calls(),
+        2,
+        "provision's logs policy before the first DeleteRole, then the one someone put"
+    );
 }

@@ -15,6 +15,8 @@ mod prefetch;
 pub mod resource_server;
 pub mod rest_api;
 pub mod role;
+pub mod role_names;
+pub mod role_policy;
 pub mod role_region;
 pub mod secret;
 pub mod stage;

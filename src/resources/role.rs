@@ -1,15 +1,21 @@
-//! The handler's IAM role: trusted by Lambda, with basic execution only. Which role
-//! is a region's stack's: see `role_region`.
+//! The handler's IAM role: trusted by Lambda, allowed to write its own log group only
+//! (see `role_policy`). Which role is a region's stack's: see `role_region`.
 //!
 //! What the role may do is part of its desired state: the trust policy (compared as a
-//! document), the attached policies and the inline policies. Anything more is drift.
+//! document), the permissions boundary, the logs policy (compared as a document), no
+//! attached policy and no other inline policy. Anything more is drift. A role made
+//! before (with AWS's basic execution policy attached) is moved over by the next `up`:
+//! boundary and logs policy first, then the old policy detached, so the handler can
+//! write its logs throughout.
 
 use std::time::Instant;
 
 use aws_sdk_iam::types::Tag;
 
+pub use super::role_names::{regional_name, KIND, REGION_TAG};
+pub use super::role_policy::Role;
+use super::role_policy::{boundary_arn, put_logs_policy, read_logs_policy, LOGS_POLICY};
 use super::role_region::{check_ours, claim, find, function_role, locate};
-pub use super::role_region::{regional_name, REGION_TAG};
 use super::{create_once, Create, Ctx, Handle, Made, NEW, STACK_TAG};
 use crate::aws::{SdkFailure, SdkResultExt};
 use crate::errors::Result;
@@ -17,18 +23,15 @@ use crate::plan::{decide, Decision, RoleSettings};
 use crate::policy_doc::normalized;
 use crate::report;
 
-pub const KIND: &str = "iam_role";
 const TRUST_POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-
-pub fn basic_execution_arn(partition: &str) -> String {
-    format!("arn:{partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
-}
 
 fn desired(ctx: &Ctx<'_>) -> RoleSettings {
     RoleSettings {
         trust_policy: normalized(TRUST_POLICY),
-        policies: vec![basic_execution_arn(ctx.partition)],
-        inline_policies: Vec::new(),
+        policies: Vec::new(),
+        inline_policies: vec![LOGS_POLICY.to_string()],
+        logs_policy: normalized(&super::role_policy::logs_policy(ctx)),
+        boundary: boundary_arn(ctx.partition),
     }
 }
 
@@ -54,6 +57,17 @@ async fn attached_policies(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>> {
         .collect();
     arns.sort();
     Ok(arns)
+}
+
+/// A role's inline policies' names, and the document of provision's own.
+type Inline = (Vec<String>, serde_json::Value);
+
+/// Both read at the same time: a no-op `up` waits for one round trip, not two.
+async fn inline_policies_and_ours(ctx: &Ctx<'_>, name: &str) -> Result<Inline> {
+    let (names, ours) = ctx
+        .both(inline_policies(ctx, name), read_logs_policy(ctx, name))
+        .await;
+    Ok((names?, ours?))
 }
 
 async fn inline_policies(ctx: &Ctx<'_>, name: &str) -> Result<Vec<String>> {
@@ -82,7 +96,7 @@ pub(super) fn first_policies<'c>(
     name: &'c str,
 ) -> (
     impl std::future::Future<Output = Result<Vec<String>>> + 'c,
-    impl std::future::Future<Output = Result<Vec<String>>> + 'c,
+    impl std::future::Future<Output = Result<Inline>> + 'c,
 ) {
     (
         super::read_once(
@@ -93,18 +107,9 @@ pub(super) fn first_policies<'c>(
         super::read_once(
             ctx,
             format!("ListRolePolicies {name}"),
-            inline_policies(ctx, name),
+            inline_policies_and_ours(ctx, name),
         ),
     )
-}
-
-/// The role as `ensure` left it.
-#[derive(Debug, Clone)]
-pub struct Role {
-    pub handle: Handle,
-    /// Policies a new role still needs: attached by `attach_pending` while the function
-    /// is created, which does not need them (they matter when it runs).
-    pub pending: Vec<String>,
 }
 
 pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
@@ -116,10 +121,13 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
         Some(f) => {
             let (attached, inline) = first_policies(ctx, &name);
             let (attached, inline) = ctx.both(attached, inline).await;
+            let (inline_policies, logs_policy) = inline?;
             Some(RoleSettings {
                 trust_policy: f.trust_policy.clone(),
                 policies: attached?,
-                inline_policies: inline?,
+                inline_policies,
+                logs_policy,
+                boundary: f.boundary.clone(),
             })
         }
         None => None,
@@ -137,7 +145,7 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Role> {
                 ctx.finish(KIND, &name, &decision, recorded, started);
                 return Ok(Role {
                     handle: Handle::new(name, arn, true),
-                    pending: want.policies,
+                    pending: want.inline_policies,
                 });
             }
             Decision::Update(_) => {
@@ -186,6 +194,7 @@ async fn create(ctx: &Ctx<'_>, name: &str) -> Result<String> {
                     "Lambda execution role of provision stack {} in {}",
                     ctx.stack, ctx.region
                 ))
+                .permissions_boundary(boundary_arn(ctx.partition))
                 .tags(tag(STACK_TAG, ctx.tag_value()))
                 .tags(tag(REGION_TAG, ctx.region))
                 .send()
@@ -210,7 +219,9 @@ async fn create(ctx: &Ctx<'_>, name: &str) -> Result<String> {
     })
 }
 
-/// Takes the role back to exactly what provision grants.
+/// Takes the role back to exactly what provision grants. What it may do is only ever
+/// narrowed on the way: the boundary and the logs policy go on before anything comes
+/// off (a role of an older version keeps writing its logs through the switch).
 async fn repair(
     ctx: &Ctx<'_>,
     name: &str,
@@ -233,49 +244,35 @@ async fn repair(
                 )
             })?;
     }
-    for p in want
-        .policies
-        .iter()
-        .filter(|p| !observed.policies.contains(p))
-    {
-        attach(ctx, name, p).await?;
+    if observed.boundary != want.boundary {
+        ctx.aws
+            .iam
+            .put_role_permissions_boundary()
+            .role_name(name)
+            .permissions_boundary(&want.boundary)
+            .send()
+            .await
+            .sdk()
+            .map_err(|e| {
+                e.fail(
+                    format!("setting the permissions boundary of IAM role {name}"),
+                    "PutRolePermissionsBoundary",
+                )
+            })?;
     }
-    for p in observed
-        .policies
-        .iter()
-        .filter(|p| !want.policies.contains(p))
-    {
+    if observed.logs_policy != want.logs_policy {
+        put_logs_policy(ctx, name).await?;
+    }
+    for p in &observed.policies {
         detach(ctx, name, p).await?;
     }
-    for p in &observed.inline_policies {
+    for p in observed
+        .inline_policies
+        .iter()
+        .filter(|p| p.as_str() != LOGS_POLICY)
+    {
         delete_inline(ctx, name, p).await?;
     }
-    Ok(())
-}
-
-/// Attaches what a new role still needs (see `Role::pending`).
-pub async fn attach_pending(ctx: &Ctx<'_>, role: &Role) -> Result<()> {
-    for policy in &role.pending {
-        attach(ctx, &role.handle.id, policy).await?;
-    }
-    Ok(())
-}
-
-async fn attach(ctx: &Ctx<'_>, name: &str, policy: &str) -> Result<()> {
-    ctx.aws
-        .iam
-        .attach_role_policy()
-        .role_name(name)
-        .policy_arn(policy)
-        .send()
-        .await
-        .sdk()
-        .map_err(|e| {
-            e.fail(
-                format!("attaching {policy} to IAM role {name}"),
-                "AttachRolePolicy",
-            )
-        })?;
     Ok(())
 }
 
@@ -346,10 +343,11 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<(String, bool)> {
 /// Deletes a role of ours; false when it was already gone.
 async fn delete_attached(ctx: &Ctx<'_>, name: &str) -> Result<(String, bool)> {
     let name = name.to_string();
-    // IAM deletes a role only once nothing is attached to it. provision attached the
-    // basic-execution policy and nothing else: detach it and delete, and list what
-    // else is there only if IAM says something is.
-    detach(ctx, &name, &basic_execution_arn(ctx.partition)).await?;
+    // IAM deletes a role only once no policy is attached to it or inside it. provision
+    // put its logs policy and nothing else: delete that and the role, and list what
+    // else is there (a role of an older version: the basic execution policy) only if
+    // IAM says something is.
+    delete_inline(ctx, &name, LOGS_POLICY).await?;
     match delete_role(ctx, &name).await {
         Err(e) if e.is("DeleteConflict") => {
             let (attached, inline) = ctx

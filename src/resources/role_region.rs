@@ -9,31 +9,13 @@ use std::collections::HashMap;
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
-use super::role::KIND;
+use super::role_names::KIND;
+pub use super::role_names::{legacy_name, name_in_arn, REGION_TAG};
 use super::{check_owner, Ctx};
 use crate::aws::SdkResultExt;
 use crate::errors::{Error, Result};
 use crate::policy_doc::{normalized, percent_decode};
 use crate::report;
-
-/// The region whose stack a role belongs to.
-pub const REGION_TAG: &str = "provision:region";
-
-/// The role name of a stack in a region (at most 32 + 9 + 14 characters: within IAM's 64).
-pub fn regional_name(stack: &str, region: &str) -> String {
-    format!("{stack}-handler-{region}")
-}
-
-/// The name roles had before they were per region.
-pub fn legacy_name(stack: &str) -> String {
-    format!("{stack}-handler")
-}
-
-/// The role name in an IAM role ARN.
-pub fn name_in_arn(arn: &str) -> Option<&str> {
-    arn.rsplit_once(":role/")
-        .map(|(_, path)| path.rsplit('/').next().unwrap_or(path))
-}
 
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -41,6 +23,8 @@ pub struct Found {
     pub arn: String,
     pub tags: HashMap<String, String>,
     pub trust_policy: Value,
+    /// Its permissions boundary's ARN ("" when it has none).
+    pub boundary: String,
 }
 
 impl Found {
@@ -66,6 +50,11 @@ pub async fn find(ctx: &Ctx<'_>, name: &str) -> Result<Option<Found>> {
                     .map(percent_decode)
                     .unwrap_or_default(),
             ),
+            boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn())
+                .unwrap_or_default()
+                .to_string(),
         })),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e.fail(format!("reading IAM role {name}"), "GetRole")),
@@ -173,22 +162,4 @@ pub(super) async fn claim(ctx: &Ctx<'_>, name: &str) -> Result<()> {
         .sdk()
         .map_err(|e| e.fail(format!("tagging IAM role {name}"), "TagRole"))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn role_names_are_per_region_and_fit_iam() {
-        let longest_stack = "a".repeat(32);
-        let name = regional_name(&longest_stack, "ap-southeast-5");
-        assert!(name.len() <= 64, "{name}");
-        assert_eq!(regional_name("m2m", "eu-west-1"), "m2m-handler-eu-west-1");
-        assert_eq!(
-            name_in_arn("arn:aws:iam::1:role/m2m-handler"),
-            Some("m2m-handler")
-        );
-        assert_eq!(name_in_arn("arn:aws:iam::1:role/service-role/x"), Some("x"));
-    }
 }
