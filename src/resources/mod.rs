@@ -6,6 +6,7 @@
 
 pub mod app_client;
 pub mod authorizer;
+pub mod client_secrets;
 pub mod domain;
 pub mod function;
 pub mod log_group;

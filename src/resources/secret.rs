@@ -135,6 +135,40 @@ fn value(client_id: &str, secret: &app_client::Secret, token_url: &str, scope: &
     .to_string()
 }
 
+/// Stores a rotated client secret as the published secret's new version: PutSecretValue
+/// without stages moves `AWSCURRENT` to it and `AWSPREVIOUS` to the version before, so a
+/// reader that fails with the new one can still fall back to the old one.
+pub async fn put_rotated(
+    aws: &crate::aws::Aws,
+    name: &str,
+    client_id: &str,
+    secret: &app_client::Secret,
+    token_url: &str,
+    scope: &str,
+) -> Result<()> {
+    aws.secrets
+        .put_secret_value()
+        .secret_id(name)
+        .secret_string(value(client_id, secret, token_url, scope))
+        .send()
+        .await
+        .sdk()
+        .map(drop)
+        .map_err(|e| {
+            let mut err = e.fail(
+                format!("storing the new secret in {name}"),
+                "PutSecretValue",
+            );
+            if let crate::errors::Error::Aws(f) = &mut err {
+                if f.code.as_deref() == Some("ResourceNotFoundException") {
+                    f.hint =
+                        Some("the published secret is missing: run `provision up` first".into());
+                }
+            }
+            err
+        })
+}
+
 pub async fn ensure(
     ctx: &Ctx<'_>,
     pool_id: &str,
