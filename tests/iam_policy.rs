@@ -210,7 +210,6 @@ async fn exercise_every_path(h: &Harness) -> BTreeSet<String> {
     for args in [
         &["rotate", "--client", "admin"][..],
         &["rotate", "--client", "admin", "--finish"],
-        &["status"],
     ] {
         let r = h.run_via(&proxy, args);
         assert_eq!(r.code, 0, "{}", r.describe());
