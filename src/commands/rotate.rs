@@ -194,8 +194,15 @@ async fn add(
     let published = if t.spec.secret {
         let name = secret::name(&outputs.stack, &t.spec.name);
         let scope = t.spec.scope_strings().join(" ");
-        if let Err(e) =
-            secret::put_rotated(aws, &name, &t.id, &added.value, &outputs.token_url, &scope).await
+        if let Err(e) = secret::put_rotated(
+            aws,
+            &name,
+            &t.id,
+            &Secret(added.value.0.clone()),
+            &outputs.token_url,
+            &scope,
+        )
+        .await
         {
             report::warn(&format!(
                 "client {}: the new secret {} could not be published; deleting it again (the old one stays as it was)",
@@ -227,8 +234,8 @@ async fn add(
 }
 
 /// The secret's value, for the one place that prints it (`--show-secret`).
-fn reveal(s: &Secret) -> &str {
-    &s.0
+fn reveal(v: &client_secrets::Value) -> &str {
+    &v.0
 }
 
 /// Deletes every secret but the newest; one secret: nothing to do.

@@ -10,7 +10,6 @@
 use aws_sdk_cognitoidentityprovider::types::ClientSecretDescriptorType;
 use aws_smithy_types::DateTime;
 
-use super::app_client::Secret;
 use crate::aws::{Aws, SdkFailure, SdkResultExt};
 use crate::errors::{Error, Result};
 use crate::report;
@@ -30,7 +29,16 @@ pub struct Info {
 #[derive(Debug)]
 pub struct Added {
     pub info: Info,
-    pub value: Secret,
+    pub value: Value,
+}
+
+/// A new secret's value in memory: never shown by `{:?}`.
+pub struct Value(pub String);
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Value(..)")
+    }
 }
 
 fn info(d: &ClientSecretDescriptorType) -> Option<Info> {
@@ -114,7 +122,7 @@ pub async fn add(aws: &Aws, pool_id: &str, client_id: &str, before: &[Info]) -> 
                 return match (made, value) {
                     (Some(info), Some(v)) => Ok(Added {
                         info,
-                        value: Secret(v.to_string()),
+                        value: Value(v.to_string()),
                     }),
                     _ => Err(Error::Http(format!(
                         "{doing}: AddUserPoolClientSecret answered without the new secret's id or value; run `provision rotate --client ... --finish` to remove a secret nobody has, then rotate again"
