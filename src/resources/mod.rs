@@ -25,6 +25,8 @@ pub mod user_pool;
 mod eventual;
 #[cfg(test)]
 mod lost_answers;
+#[cfg(test)]
+mod rotation_answers;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
