@@ -176,6 +176,20 @@ async fn a_rotation_keeps_the_client_id_and_leaves_no_moment_without_a_working_s
     json_via(&h, &proxy, &["status", "--max-secret-age", "45"], 0);
     proxy.rotation().report_older_by(0.0);
 
+    // credentials with two live secrets: prints what DescribeUserPoolClient returns and
+    // says so (its output holds a secret by design: kept out of the scan below).
+    let creds = h.run_via(
+        &proxy,
+        &["-o", "json", "credentials", "--client", "billing"],
+    );
+    assert_eq!(creds.code, 0, "{}", creds.describe());
+    assert_eq!(creds.json()["active_secrets"], 2, "{}", creds.describe());
+    assert!(
+        creds.stderr.contains("2 live secrets"),
+        "{}",
+        creds.describe()
+    );
+
     // Finish: the old secret is refused from now on; the new one works.
     proxy.reset_count();
     let (r, finished) = json_via(
@@ -201,6 +215,21 @@ async fn a_rotation_keeps_the_client_id_and_leaves_no_moment_without_a_working_s
     assert!(body.contains("invalid_client"), "{body}");
     assert_eq!(token_status(&proxy, &id, &new).await.0, 200, "new works");
     println!("requests per finish (one client): {finish_requests}");
+
+    // `up` afterwards keeps the client (its description now shows no secret, as the
+    // proxy reports AWS doing) and does not touch the published secret.
+    let (r, again_up) = json_via(&h, &proxy, &["up"], 0);
+    runs.push(r);
+    assert_eq!(again_up["outputs"]["clients"]["billing"], id.as_str());
+    let billing_actions: Vec<_> = again_up["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"] == "billing")
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(billing_actions, ["unchanged", "unchanged"], "{again_up}");
+    assert_eq!(published(&sm, "AWSCURRENT").await.0, new, "AWSCURRENT kept");
 
     // Finishing with one secret: nothing to do.
     let (r, again) = json_via(

@@ -18,7 +18,10 @@
 //!   emulator's own secret upstream (the emulator knows only that one); a deleted or
 //!   unknown one gets `400 {"error":"invalid_client"}` without reaching the emulator.
 //!   The emulator's own secret is still presented upstream after it is deleted here.
-//! - DescribeUserPoolClient passes through unchanged: it returns the emulator's secret.
+//! - DescribeUserPoolClient returns the emulator's (the client's original) secret while
+//!   that one is live, and no `ClientSecret` once it is deleted. AWS's reference does not
+//!   say which secret it returns; this is what a floci contributor reports observing on
+//!   AWS (floci-io/floci PR #345), and the harder case for provision.
 //!
 //! `report_older_by` shifts every reported creation date back, so a test can check
 //! `status --max-secret-age` without waiting days (the emulator's dates are "now").
@@ -169,6 +172,23 @@ async fn describe_upstream(
     pool: &str,
     client: &str,
 ) -> std::io::Result<Option<(String, f64)>> {
+    let v = describe_raw(upstream, auth, pool, client).await?;
+    let c = &v["UserPoolClient"];
+    Ok(c["ClientSecret"].as_str().map(|s| {
+        (
+            s.to_string(),
+            c["CreationDate"].as_f64().unwrap_or_else(now),
+        )
+    }))
+}
+
+/// The emulator's DescribeUserPoolClient answer, parsed.
+async fn describe_raw(
+    upstream: &str,
+    auth: &str,
+    pool: &str,
+    client: &str,
+) -> std::io::Result<Value> {
     let body = json!({"UserPoolId": pool, "ClientId": client}).to_string();
     let request = format!(
         "POST / HTTP/1.1\r\nHost: {upstream}\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: AWSCognitoIdentityProviderService.DescribeUserPoolClient\r\nAuthorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -178,14 +198,7 @@ async fn describe_upstream(
     up.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     up.read_to_end(&mut raw).await?;
-    let v: Value = serde_json::from_slice(&response_body(&raw)).unwrap_or(Value::Null);
-    let c = &v["UserPoolClient"];
-    Ok(c["ClientSecret"].as_str().map(|s| {
-        (
-            s.to_string(),
-            c["CreationDate"].as_f64().unwrap_or_else(now),
-        )
-    }))
+    Ok(serde_json::from_slice(&response_body(&raw)).unwrap_or(Value::Null))
 }
 
 fn descriptor(e: &Entry, older_by: f64, with_value: bool) -> Value {
@@ -215,15 +228,32 @@ pub async fn intercept(
     else {
         return Ok(Verdict::Pass);
     };
+    let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let pool = req["UserPoolId"].as_str().unwrap_or_default().to_string();
+    let client = req["ClientId"].as_str().unwrap_or_default().to_string();
+    if op == "DescribeUserPoolClient" {
+        let original_gone = r
+            .clients
+            .lock()
+            .unwrap()
+            .get(&client)
+            .is_some_and(|c| !c.live.iter().any(|e| e.value == c.emulator_secret));
+        if !original_gone {
+            return Ok(Verdict::Pass);
+        }
+        let auth = header(head, "authorization").unwrap_or_default();
+        let mut v = describe_raw(upstream, auth, &pool, &client).await?;
+        if let Some(c) = v["UserPoolClient"].as_object_mut() {
+            c.remove("ClientSecret");
+        }
+        return Ok(Verdict::Answer(answer("200 OK", &v)));
+    }
     if !matches!(
         op,
         "AddUserPoolClientSecret" | "ListUserPoolClientSecrets" | "DeleteUserPoolClientSecret"
     ) {
         return Ok(Verdict::Pass);
     }
-    let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let pool = req["UserPoolId"].as_str().unwrap_or_default().to_string();
-    let client = req["ClientId"].as_str().unwrap_or_default().to_string();
     let known = r.clients.lock().unwrap().contains_key(&client);
     if !known {
         let auth = header(head, "authorization").unwrap_or_default();
