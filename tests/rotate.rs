@@ -313,3 +313,84 @@ async fn a_lost_answer_to_add_leaves_no_secret_nobody_has() {
         assert!(!r.stdout.contains(s.as_str()) && !r.stderr.contains(s.as_str()));
     }
 }
+
+/// Runs `rotate --client billing` and SIGKILLs it once the proxy holds the answer of its
+/// `k`-th request (done upstream, or by the emulation, but never answered).
+fn killed_at(h: &Harness, proxy: &Proxy, k: usize) {
+    proxy.hold_at(k);
+    let mut child = h
+        .command_via(proxy)
+        .args(["rotate", "--client", "billing"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        proxy.wait_held(std::time::Duration::from_secs(30)),
+        "the run reached request {k}"
+    );
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    proxy.release();
+}
+
+#[tokio::test]
+async fn a_rotation_killed_midway_is_settled_by_the_next_run() {
+    let h = Harness::new();
+    let proxy = Proxy::start(&h.url);
+    let sm = secrets_client(&h.url);
+    std::fs::write(h.dir.path().join("provision.toml"), CONFIG).unwrap();
+    let (_, up) = json_via(&h, &proxy, &["up"], 0);
+    let id = up["outputs"]["clients"]["billing"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (old, _) = published(&sm, "AWSCURRENT").await;
+
+    // Killed after Add was done (request 3: STS, List, Add), before publishing: the
+    // secret it made reached nobody. The next run deletes it, then rotates.
+    killed_at(&h, &proxy, 3);
+    assert_eq!(
+        proxy.rotation().live(&id),
+        2,
+        "the killed run's secret exists"
+    );
+    let (r, rotated) = json_via(&h, &proxy, &["rotate", "--client", "billing"], 0);
+    assert!(r.stderr.contains("deleting it again"), "{}", r.describe());
+    assert_eq!(rotated["active_secrets"], 2);
+    let handed = proxy.rotation().handed_out();
+    assert_eq!(handed.len(), 2);
+    assert_eq!(
+        token_status(&proxy, &id, &handed[0]).await.0,
+        400,
+        "undelivered: gone"
+    );
+    assert_eq!(published(&sm, "AWSCURRENT").await.0, handed[1]);
+    assert_eq!(token_status(&proxy, &id, &old).await.0, 200);
+    json_via(
+        &h,
+        &proxy,
+        &["rotate", "--client", "billing", "--finish"],
+        0,
+    );
+
+    // Killed after publishing (request 4 is PutSecretValue): callers may already use
+    // that secret, so the next run keeps it, and refuses a third (finish first).
+    killed_at(&h, &proxy, 4);
+    let current = published(&sm, "AWSCURRENT").await.0;
+    assert_eq!(
+        current,
+        proxy.rotation().handed_out()[2],
+        "published before the kill"
+    );
+    let r = h.run_via(&proxy, &["rotate", "--client", "billing"]);
+    assert_eq!(r.code, 2, "{}", r.describe());
+    assert!(!r.stderr.contains("deleting"), "{}", r.describe());
+    assert!(r.stderr.contains("--finish"), "{}", r.describe());
+    assert_eq!(proxy.rotation().live(&id), 2);
+    assert_eq!(
+        token_status(&proxy, &id, &current).await.0,
+        200,
+        "never a window"
+    );
+}

@@ -9,8 +9,10 @@
 //! A secret's value is returned once, by AddUserPoolClientSecret. A secret nobody
 //! received must not stay (it would be the "newest" `--finish` keeps): an unanswered
 //! Add is settled in `client_secrets::add`; a run stopped between adding and
-//! delivering leaves a marker in the state (`rotating <client>`: the ids live before),
-//! and the next `rotate` deletes any secret not in it before doing anything else.
+//! delivering leaves a marker in the state (`rotating <client>`: the ids live before);
+//! the next `rotate` settles it first: a secret added since is kept if Secrets Manager's
+//! `AWSCURRENT` is its version (the version id is derived from the Cognito secret id, so
+//! this needs no value), else deleted.
 
 use serde_json::{json, Value};
 
@@ -112,16 +114,8 @@ async fn run(session: &Session, target: &Target, plan: &RotatePlan, format: Form
         let id = client_id(&outputs, Some(&spec.name))?;
         let mut secrets = client_secrets::list(aws, pool, &id).await?;
         if let Some(before) = rec.get(&pending_key(&spec.name)) {
-            let before: Vec<&str> = before.split(' ').collect();
-            for orphan in secrets.iter().filter(|s| !before.contains(&s.id.as_str())) {
-                report::warn(&format!(
-                    "client {}: secret {} was added by a run stopped before it delivered it; deleting it again",
-                    spec.name, orphan.id
-                ));
-                client_secrets::delete(aws, pool, &id, &orphan.id).await?;
-            }
-            secrets.retain(|s| before.contains(&s.id.as_str()));
-            rec.remove(&pending_key(&spec.name)).await?;
+            let names = (outputs.stack.as_str(), pool.as_str(), id.as_str());
+            settle(session, &rec, spec, names, &before, &mut secrets).await?;
         }
         if !plan.finish && secrets.len() >= 2 {
             return Err(Error::usage(format!(
@@ -170,6 +164,41 @@ async fn run(session: &Session, target: &Target, plan: &RotatePlan, format: Form
     Ok(exit::OK)
 }
 
+/// A run stopped after adding a secret (`before`: the ids live until then). A secret
+/// added since is kept if it was published (`AWSCURRENT` is its version: callers may
+/// already use it), else deleted: nobody has its value.
+async fn settle(
+    session: &Session,
+    rec: &Recorder,
+    spec: &ClientSpec,
+    (stack, pool, id): (&str, &str, &str),
+    before: &str,
+    secrets: &mut Vec<client_secrets::Info>,
+) -> Result<()> {
+    let aws = &session.aws;
+    let before: Vec<&str> = before.split(' ').collect();
+    let published = if spec.secret {
+        secret::current_version(aws, &secret::name(stack, &spec.name)).await?
+    } else {
+        None
+    };
+    let mut kept = Vec::new();
+    for s in secrets.drain(..) {
+        let added_since = !before.contains(&s.id.as_str());
+        if added_since && published.as_deref() != Some(secret::version_for(&s.id).as_str()) {
+            report::warn(&format!(
+                "client {}: secret {} was added by a run stopped before it delivered it; deleting it again",
+                spec.name, s.id
+            ));
+            client_secrets::delete(aws, pool, id, &s.id).await?;
+        } else {
+            kept.push(s);
+        }
+    }
+    *secrets = kept;
+    rec.remove(&pending_key(&spec.name)).await
+}
+
 fn created(info: &client_secrets::Info) -> Value {
     info.created
         .and_then(|d| d.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
@@ -198,6 +227,7 @@ async fn add(
             aws,
             &name,
             &t.id,
+            &added.info.id,
             &Secret(added.value.0.clone()),
             &outputs.token_url,
             &scope,
