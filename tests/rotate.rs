@@ -394,3 +394,46 @@ async fn a_rotation_killed_midway_is_settled_by_the_next_run() {
         "never a window"
     );
 }
+
+#[tokio::test]
+async fn ctrl_c_finishes_the_client_under_way_and_starts_no_other() {
+    let h = Harness::new();
+    let proxy = Proxy::start(&h.url);
+    std::fs::write(h.dir.path().join("provision.toml"), CONFIG).unwrap();
+    let (_, up) = json_via(&h, &proxy, &["up"], 0);
+    let billing = up["outputs"]["clients"]["billing"].as_str().unwrap();
+    let plain = up["outputs"]["clients"]["plain"].as_str().unwrap();
+
+    // SIGINT while billing's Add is under way (request 4: STS, then both clients'
+    // secrets are listed before any write, then billing's Add).
+    proxy.hold_at(4);
+    let child = h
+        .command_via(&proxy)
+        .args(["-o", "json", "rotate", "--all", "--show-secret"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(proxy.wait_held(std::time::Duration::from_secs(30)));
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    proxy.release();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["interrupted"], true, "{v}");
+    let done = v["clients"].as_array().unwrap();
+    assert_eq!(done.len(), 1, "billing delivered, plain not started: {v}");
+    assert_eq!(done[0]["client"], "billing");
+    assert_eq!(proxy.rotation().live(billing), 2, "billing rotated");
+    assert_eq!(proxy.rotation().live(plain), 1, "plain listed, never added to");
+    // The lock was released and nothing is left half-done: the rest runs now.
+    let (_, rest) = json_via(
+        &h,
+        &proxy,
+        &["rotate", "--client", "plain", "--show-secret"],
+        0,
+    );
+    assert_eq!(rest["active_secrets"], 2);
+}
