@@ -219,6 +219,8 @@ async fn add(
     let key = pending_key(&t.spec.name);
     let before: Vec<&str> = t.secrets.iter().map(|s| s.id.as_str()).collect();
     rec.set(&key, &before.join(" ")).await?;
+    // The marker must be in the store before Add (an S3 write may trail the run).
+    rec.flush().await?;
     let added = client_secrets::add(aws, pool, &t.id, &t.secrets).await?;
     let published = if t.spec.secret {
         let name = secret::name(&outputs.stack, &t.spec.name);
