@@ -427,7 +427,11 @@ async fn ctrl_c_finishes_the_client_under_way_and_starts_no_other() {
     assert_eq!(done.len(), 1, "billing delivered, plain not started: {v}");
     assert_eq!(done[0]["client"], "billing");
     assert_eq!(proxy.rotation().live(billing), 2, "billing rotated");
-    assert_eq!(proxy.rotation().live(plain), 1, "plain listed, never added to");
+    assert_eq!(
+        proxy.rotation().live(plain),
+        1,
+        "plain listed, never added to"
+    );
     // The lock was released and nothing is left half-done: the rest runs now.
     let (_, rest) = json_via(
         &h,
