@@ -131,8 +131,8 @@ pub enum Command {
     /// Delete every resource of the stack (from the state file, or found by tag); remove the state file
     Down,
     /// Compare the desired stack with what AWS has: ok / drifted / missing / extra per
-    /// resource (exit 3 unless all are ok)
-    Status(StackArgs),
+    /// resource, and each client's secrets (count, age of the oldest) (exit 3 unless all are ok)
+    Status(StatusArgs),
     /// Print the outputs of the last successful `up` (from the state: no AWS call with a
     /// local state directory, one S3 read with S3 state)
     Outputs,
@@ -143,6 +143,11 @@ pub enum Command {
     /// Print a client's id, secret, token URL and scope, for its calling service. The one
     /// command that prints a secret; it writes nothing anywhere
     Credentials(ClientArg),
+    /// Give a client a second secret without a new client id and deliver it (a new
+    /// AWSCURRENT version of its Secrets Manager secret, or --show-secret); --finish
+    /// then deletes the old one. Cognito keeps at most two secrets per client
+    #[command(after_help = ROTATE_AFTER_HELP)]
+    Rotate(RotateArgs),
     /// Print the handler's log events (oldest first, `<time> <message>`); --follow keeps
     /// printing new ones until interrupted
     Logs(LogsArgs),
@@ -174,6 +179,51 @@ Examples:
   provision prune --match 'pr-*' --older-than 24h             # delete it
 Exit codes: 0 every matching stack deleted or skipped (locked); 1 one failed; 2 bad input
 (no --match, a malformed glob or duration: nothing is sent to AWS); 130 interrupted.";
+
+const ROTATE_AFTER_HELP: &str = "\
+Examples:
+  provision rotate --client billing        # add a second secret; Secrets Manager's AWSCURRENT gets it
+  provision rotate --client billing --finish   # later, once callers use it: delete the old one
+  provision rotate --client admin --show-secret   # a client not published to Secrets Manager
+Exit codes: 0 done (or nothing to finish); 1 AWS failure; 2 bad input (unknown client, a
+client with two secrets already, an unpublished client without --show-secret: nothing
+is sent); 4 another run holds the stack's lock; 130 interrupted.";
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The app client, by its configured name
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub client: Option<String>,
+
+    /// Every configured client
+    #[arg(long)]
+    pub all: bool,
+
+    /// Delete every secret but the newest (never the last one)
+    #[arg(long)]
+    pub finish: bool,
+
+    /// Print the new secret in the result: the only way to deliver it for a client
+    /// without `secret = true`. Cognito returns its value once, now, and never again
+    #[arg(long, conflicts_with = "finish")]
+    pub show_secret: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A client secret older than this many days is `drifted` (exit 3), to enforce a
+    /// rotation period [config: max_secret_age; default: no limit]
+    #[arg(long, value_name = "DAYS")]
+    pub max_secret_age: Option<u64>,
+
+    #[command(flatten)]
+    pub stack: StackArgs,
+}
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {

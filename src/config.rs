@@ -63,6 +63,8 @@ pub struct FileConfig {
     pub clients: Vec<crate::consumers::ClientFileConfig>,
     /// `[methods]`: HTTP method → the scopes it needs.
     pub methods: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// `status` calls a client secret older than this many days `drifted`.
+    pub max_secret_age: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,6 +314,17 @@ pub fn resolve_target(cli: &Cli, file: &FileConfig) -> Result<Target> {
             wait: std::time::Duration::from_secs(wait),
         },
     })
+}
+
+/// The oldest a client secret may be before `status` calls it drifted: the flag, else
+/// the config's `max_secret_age`; none by default.
+pub fn resolve_max_secret_age(flag: Option<u64>, file: &FileConfig) -> Result<Option<u64>> {
+    match flag.or(file.max_secret_age) {
+        Some(0) => Err(Error::usage(
+            "max secret age: 0 days would call every secret drifted; give at least 1 (days)",
+        )),
+        other => Ok(other),
+    }
 }
 
 pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {

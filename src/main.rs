@@ -89,7 +89,7 @@ fn run(cli: Cli) -> Result<i32> {
         .map_err(|e| Error::io("starting the async runtime", e))?;
     if matches!(
         cli.command,
-        Command::Up(_) | Command::Down | Command::Prune(_)
+        Command::Up(_) | Command::Down | Command::Prune(_) | Command::Rotate(_)
     ) {
         interrupt::install(&runtime);
     }
@@ -104,8 +104,17 @@ fn run(cli: Cli) -> Result<i32> {
             )))
         }
         Command::Status(args) => {
-            let desired = desired_of(args)?;
-            runtime.block_on(Box::pin(commands::status(&target, &desired, format)))
+            let desired = desired_of(&args.stack)?;
+            let max_age = config::resolve_max_secret_age(args.max_secret_age, &file)?;
+            runtime.block_on(Box::pin(commands::status(
+                &target, &desired, max_age, format,
+            )))
+        }
+        Command::Rotate(args) => {
+            let desired = desired_of(&StackArgs::default())?;
+            // Which clients, and whether each can be delivered: before any AWS call.
+            let plan = commands::RotatePlan::new(args, &desired)?;
+            runtime.block_on(Box::pin(commands::rotate(&target, &plan, format)))
         }
         Command::Down => runtime.block_on(Box::pin(commands::down(&target, format))),
         Command::Outputs => runtime.block_on(commands::outputs(&target, format)),

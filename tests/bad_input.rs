@@ -67,6 +67,24 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
             &["zip is 60.0 MB", "limit of 50.0 MB", "strip"],
         ),
         case(
+            "rotate: a client the configuration does not list",
+            &["rotate", "--client", "nobody"],
+            2,
+            &["client `nobody`", "no such client"],
+        ),
+        case(
+            "rotate: an unpublished client without --show-secret",
+            &["rotate", "--client", "client"],
+            2,
+            &["not published", "--show-secret"],
+        ),
+        case(
+            "status: a max secret age of 0 days",
+            &["status", "--max-secret-age", "0"],
+            2,
+            &["max secret age"],
+        ),
+        case(
             "a log retention CloudWatch does not take",
             &["up", "--log-retention", "8"],
             2,

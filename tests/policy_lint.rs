@@ -112,11 +112,28 @@ fn describe(findings: &[Value]) -> String {
         .join("\n")
 }
 
+/// Actions newer than the pinned parliament's action table (client-secret rotation, GA
+/// 2026-01-30; AWS's Service Authorization Reference lists each as a `cognito-idp` Write
+/// action). Only an UNKNOWN_ACTION finding naming one of these is let through.
+const NEWER_THAN_PARLIAMENT: &[&str] = &[
+    "cognito-idp:AddUserPoolClientSecret",
+    "cognito-idp:ListUserPoolClientSecrets",
+    "cognito-idp:DeleteUserPoolClientSecret",
+];
+
 #[test]
 fn the_iam_policy_has_no_parliament_findings() {
     let path = repo_root().join("docs/iam-policy.json");
     let policy = std::fs::read_to_string(&path).expect("read docs/iam-policy.json");
-    let findings = lint(&policy);
+    let findings: Vec<Value> = lint(&policy)
+        .into_iter()
+        .filter(|f| {
+            !(f["issue"] == "UNKNOWN_ACTION"
+                && NEWER_THAN_PARLIAMENT
+                    .iter()
+                    .any(|a| f["location"]["string"].as_str() == Some(*a)))
+        })
+        .collect();
     assert!(
         findings.is_empty(),
         "parliament {} finds {} problem(s) in {}:\n{}",

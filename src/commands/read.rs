@@ -9,7 +9,7 @@ use crate::client;
 use crate::config::Target;
 use crate::errors::{exit, Error, Result};
 use crate::report;
-use crate::resources::app_client;
+use crate::resources::{app_client, client_secrets};
 use crate::state::Outputs;
 
 /// The state of a stack that is up, for the commands that only read it (no lock).
@@ -48,7 +48,7 @@ pub async fn outputs(target: &Target, format: Format) -> Result<i32> {
 
 /// The id of a client by its configured name (default: the first). State files written
 /// before clients had names know only the one client.
-fn client_id(outputs: &Outputs, name: Option<&str>) -> Result<String> {
+pub(super) fn client_id(outputs: &Outputs, name: Option<&str>) -> Result<String> {
     let Some(n) = name else {
         return Ok(outputs.client_id.clone());
     };
@@ -144,9 +144,32 @@ pub async fn invoke(target: &Target, args: &InvokeArgs, format: Format) -> Resul
 
 /// The one command that prints a client secret: on explicit request, to stdout only;
 /// nothing is written anywhere.
+///
+/// It prints what DescribeUserPoolClient returns as the secret. Once a client has two
+/// (after `rotate`), AWS does not document which one that is; the one `rotate` added was
+/// returned once, to `rotate`. So with two live secrets it says so on stderr, and
+/// `active_secrets` tells a script.
 pub async fn credentials(target: &Target, client: Option<&str>, format: Format) -> Result<i32> {
     let (session, outputs) = recorded_outputs(target).await?;
+    let id = client_id(&outputs, client)?;
+    let live = match client_secrets::list_sdk(&session.aws, &outputs.user_pool_id, &id).await {
+        Ok(s) => Some(s.len()),
+        // The emulator lacks the operation (AWS has it): the count is unknown.
+        Err(e) if target.is_local() && client_secrets::unimplemented(&e) => None,
+        Err(e) => {
+            return Err(e.fail(
+                format!("listing the secrets of app client {id}"),
+                "ListUserPoolClientSecrets",
+            ))
+        }
+    };
     let (id, credentials) = client_credentials(&session, &outputs, client).await?;
+    if live.is_some_and(|n| n > 1) {
+        report::warn(&format!(
+            "app client {id} has {} live secrets (a rotation is not finished): client_secret is the one DescribeUserPoolClient returns, which AWS does not document for two secrets; the secret `provision rotate` added was returned once, to rotate, and is where rotate delivered it (Secrets Manager AWSCURRENT, or its --show-secret output). Both work until `provision rotate --finish`",
+            live.unwrap_or_default()
+        ));
+    }
     let scope = credentials.scopes.join(" ");
     match format {
         Format::Json => report::emit_json(&json!({
@@ -154,6 +177,7 @@ pub async fn credentials(target: &Target, client: Option<&str>, format: Format) 
             "client_secret": credentials.secret.0,
             "token_url": outputs.token_url,
             "scope": scope,
+            "active_secrets": live,
         })),
         Format::Human => report::emit_text(&format!(
             "client_id      {id}\nclient_secret  {}\ntoken_url      {}\nscope          {scope}\n",

@@ -1,5 +1,6 @@
 //! `status`: the stack's graph walked as a dry run, each resource judged ok, drifted,
-//! missing or extra.
+//! missing or extra; and each app client's secrets counted and aged (`--max-secret-age`
+//! makes an older one drift, so CI can enforce a rotation period).
 
 use serde_json::json;
 
@@ -10,11 +11,17 @@ use crate::config::{Desired, Target};
 use crate::errors::{exit, Result};
 use crate::package;
 use crate::plan::{self, Health};
-use crate::report;
+use crate::report::{self, Done};
+use crate::resources::{app_client, client_secrets, user_pool};
 use crate::state::Recorder;
 use crate::store::Sink;
 
-pub async fn status(target: &Target, desired: &Desired, format: Format) -> Result<i32> {
+pub async fn status(
+    target: &Target,
+    desired: &Desired,
+    max_secret_age: Option<u64>,
+    format: Format,
+) -> Result<i32> {
     let package = match package::build(
         &desired.handler,
         desired.handler_given,
@@ -52,20 +59,29 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
         },
     );
     Box::pin(converge(&ctx, target.concurrency)).await?;
-    let health: Vec<_> = sorted(ctx.done.into_inner().expect("done"), desired)
+    let done = sorted(ctx.done.into_inner().expect("done"), desired);
+    let mut health: Vec<_> = done
         .into_iter()
         .map(|d| {
             let h = plan::health(d.action, &d.changes);
             (d, h)
         })
         .collect();
+    let secrets = secret_ages(target, &session.aws, &mut health, max_secret_age).await?;
+    let too_old = secrets
+        .iter()
+        .any(|s| s.as_ref().is_some_and(|a| a.too_old));
     let in_sync = health.iter().all(|(_, h)| *h == Health::Ok);
     match format {
         Format::Json => report::emit_json(&json!({
             "stack": target.stack,
             "in_sync": in_sync,
-            "resources": health.iter().map(|(d, h)| {
+            "resources": health.iter().zip(&secrets).map(|((d, h), ages)| {
                 let mut v = json!({"kind": d.kind, "id": d.id, "state": h});
+                if let Some(a) = ages {
+                    v["secrets"] = json!(a.count);
+                    v["oldest_secret_days"] = json!(a.oldest_days);
+                }
                 if let Some(name) = &d.name {
                     v["name"] = json!(name);
                 }
@@ -78,7 +94,7 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
         })),
         Format::Human => {
             let mut out = String::new();
-            for (d, h) in &health {
+            for ((d, h), ages) in health.iter().zip(&secrets) {
                 let state = match h {
                     Health::Ok => "ok",
                     Health::Drifted => "drifted",
@@ -92,6 +108,12 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
                 if !d.changes.is_empty() {
                     out.push_str(&format!("  [{}]", d.changes.join(", ")));
                 }
+                if let Some(a) = ages {
+                    out.push_str(&format!("  secrets: {}", a.count));
+                    if let Some(days) = a.oldest_days {
+                        out.push_str(&format!(", oldest {days} days"));
+                    }
+                }
                 out.push('\n');
             }
             out.push_str(if in_sync {
@@ -99,8 +121,80 @@ pub async fn status(target: &Target, desired: &Desired, format: Format) -> Resul
             } else {
                 "Not in sync: `provision up` repairs it.\n"
             });
+            if too_old {
+                out.push_str("A client secret is older than the maximum age (secret_age): `provision rotate --client NAME`, then `--finish` once its callers use the new one.\n");
+            }
             report::emit_text(&out);
         }
     }
     Ok(if in_sync { exit::OK } else { exit::DRIFT })
+}
+
+/// A client's secrets as `status` reports them.
+struct Ages {
+    count: usize,
+    oldest_days: Option<u64>,
+    too_old: bool,
+}
+
+/// Per resource (in `health`'s order): for each app client that exists, its secrets'
+/// count and the age of the oldest; an app client with one older than `max_age` days
+/// becomes drifted (field `secret_age`). One ListUserPoolClientSecrets per client.
+async fn secret_ages(
+    target: &Target,
+    aws: &crate::aws::Aws,
+    health: &mut [(Done, Health)],
+    max_age: Option<u64>,
+) -> Result<Vec<Option<Ages>>> {
+    let pool = health
+        .iter()
+        .find(|(d, h)| d.kind == user_pool::KIND && *h != Health::Missing)
+        .map(|(d, _)| d.id.clone());
+    let mut ages = Vec::with_capacity(health.len());
+    let now = std::time::SystemTime::now();
+    for (d, h) in health.iter_mut() {
+        let (Some(pool), true) = (&pool, d.kind == app_client::KIND && *h != Health::Missing)
+        else {
+            ages.push(None);
+            continue;
+        };
+        let secrets = match client_secrets::list_sdk(aws, pool, &d.id).await {
+            Ok(s) => s,
+            // MiniStack (1.5.33) lacks the operation; AWS has it. Locally only, say so
+            // and report no secrets rather than fail the whole status.
+            Err(e)
+                if target.is_local()
+                    && (e.is("InvalidAction") || e.is("UnknownOperationException")) =>
+            {
+                report::info(&format!(
+                    "the endpoint does not implement ListUserPoolClientSecrets ({}): client secrets not counted",
+                    e.code.as_deref().unwrap_or("")
+                ));
+                ages.push(None);
+                continue;
+            }
+            Err(e) => {
+                return Err(e.fail(
+                    format!("listing the secrets of app client {}", d.id),
+                    "ListUserPoolClientSecrets",
+                ))
+            }
+        };
+        let oldest_days = secrets
+            .first()
+            .and_then(|s| client_secrets::age_days(s.created, now));
+        let too_old = matches!((oldest_days, max_age), (Some(days), Some(max)) if days > max);
+        if too_old {
+            d.changes.push("secret_age".into());
+            if *h == Health::Ok {
+                *h = Health::Drifted;
+            }
+        }
+        ages.push(Some(Ages {
+            count: secrets.len(),
+            oldest_days,
+            too_old,
+        }));
+    }
+    Ok(ages)
 }

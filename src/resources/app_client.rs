@@ -13,7 +13,7 @@ use aws_sdk_cognitoidentityprovider::types::{
     OAuthFlowType, TimeUnitsType, TokenValidityUnitsType, UserPoolClientType,
 };
 
-use super::{create_once, shown, Create, Ctx, Handle, Made, NEW};
+use super::{client_secrets, create_once, shown, Create, Ctx, Handle, Made, NEW};
 use crate::aws::SdkResultExt;
 use crate::consumers::{ClientSpec, DEFAULT_CLIENT};
 use crate::errors::{Error, Result};
@@ -225,7 +225,17 @@ pub async fn ensure(ctx: &Ctx<'_>, pool: &Handle, spec: &ClientSpec) -> Result<C
         find(ctx, &pool.id, spec).await?
     };
     let recorded = recorded_id.is_some() && found.as_ref().map(|f| &f.0) == recorded_id.as_ref();
-    let decision = decide(&want, found.as_ref().map(|f| &f.1));
+    let mut decision = decide(&want, found.as_ref().map(|f| &f.1));
+    // DescribeUserPoolClient shows no secret: a client made without one (replaced
+    // below), or one whose secrets were rotated (it has them: keep it, and its id).
+    if let (Decision::Update(fields), Some((id, _))) = (&mut decision, &found) {
+        if fields.contains(&"has_secret") && client_secrets::any(ctx.aws, &pool.id, id).await? {
+            fields.retain(|f| *f != "has_secret");
+            if fields.is_empty() {
+                decision = Decision::Unchanged;
+            }
+        }
+    }
     let validity_units = TokenValidityUnitsType::builder()
         .access_token(TimeUnitsType::Minutes)
         .build();
@@ -408,7 +418,7 @@ pub async fn credentials(
         .map(|s| Secret(s.to_string()))
         .ok_or_else(|| {
             Error::Http(format!(
-                "app client {client_id} has no secret: run `provision up` to repair it"
+                "DescribeUserPoolClient returns no secret for app client {client_id}: if its secret was rotated (`provision rotate`), Cognito gave the new one only once, to rotate: read it where rotate delivered it (Secrets Manager `provision/<stack>/<client>` AWSCURRENT, or the output of --show-secret); a client made without a secret: run `provision up` to replace it"
             ))
         })?;
     let mut scopes = client

@@ -6,6 +6,7 @@
 
 pub mod app_client;
 pub mod authorizer;
+pub mod client_secrets;
 pub mod domain;
 pub mod function;
 pub mod log_group;
@@ -26,6 +27,8 @@ pub mod user_pool;
 mod eventual;
 #[cfg(test)]
 mod lost_answers;
+#[cfg(test)]
+mod rotation_answers;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -135,6 +135,67 @@ fn value(client_id: &str, secret: &app_client::Secret, token_url: &str, scope: &
     .to_string()
 }
 
+/// The Secrets Manager version that publishes the Cognito secret `secret_id`: derived
+/// from it, so a rerun can tell whether a rotation's secret was published, and a resent
+/// PutSecretValue is the same version (a 64-hex token: within AWS's 32 to 64).
+pub fn version_for(secret_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(secret_id.as_bytes()))
+}
+
+/// The version staged `AWSCURRENT` (without reading any value).
+pub async fn current_version(aws: &crate::aws::Aws, name: &str) -> Result<Option<String>> {
+    let out = aws
+        .secrets
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .sdk()
+        .map_err(|e| e.fail(format!("reading secret {name}"), "DescribeSecret"))?;
+    Ok(out.version_ids_to_stages().and_then(|m| {
+        m.iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == "AWSCURRENT"))
+            .map(|(v, _)| v.clone())
+    }))
+}
+
+/// Stores a rotated client secret (Cognito's `secret_id`) as the published secret's new
+/// version: PutSecretValue without stages moves `AWSCURRENT` to it and `AWSPREVIOUS` to
+/// the version before, so a reader that fails with the new one can fall back to the old.
+pub async fn put_rotated(
+    aws: &crate::aws::Aws,
+    name: &str,
+    client_id: &str,
+    secret_id: &str,
+    secret: &app_client::Secret,
+    token_url: &str,
+    scope: &str,
+) -> Result<()> {
+    aws.secrets
+        .put_secret_value()
+        .secret_id(name)
+        .client_request_token(version_for(secret_id))
+        .secret_string(value(client_id, secret, token_url, scope))
+        .send()
+        .await
+        .sdk()
+        .map(drop)
+        .map_err(|e| {
+            let mut err = e.fail(
+                format!("storing the new secret in {name}"),
+                "PutSecretValue",
+            );
+            if let crate::errors::Error::Aws(f) = &mut err {
+                if f.code.as_deref() == Some("ResourceNotFoundException") {
+                    f.hint =
+                        Some("the published secret is missing: run `provision up` first".into());
+                }
+            }
+            err
+        })
+}
+
 pub async fn ensure(
     ctx: &Ctx<'_>,
     pool_id: &str,

@@ -15,6 +15,8 @@
 //!   (token buckets per operation; `429 TooManyRequestsException` with `Retry-After`
 //!   when one is empty): the proxy is one account (`enforce_api_gateway_quotas`).
 //!
+//! - emulate Cognito's client-secret rotation, which the emulator lacks (`rotation.rs`).
+//!
 //! It runs on a runtime of its own, so tests may block while it works.
 
 #![allow(dead_code)]
@@ -27,6 +29,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
+
+#[path = "rotation.rs"]
+pub mod rotation;
 
 #[derive(Clone, Debug, Default)]
 pub struct Faults {
@@ -72,6 +77,8 @@ struct Shared {
     refused: Mutex<Vec<String>>,
     /// Every request since the last reset, as `service:Operation`, and whether it reads.
     seen: Mutex<Vec<(String, bool)>>,
+    /// Client-secret rotation, emulated.
+    rotation: rotation::Rotation,
 }
 
 /// API Gateway's control-plane quotas per account, from AWS's "Amazon API Gateway
@@ -285,6 +292,11 @@ impl Proxy {
     /// The operations of the API Gateway requests answered 429, one entry each.
     pub fn refused(&self) -> Vec<String> {
         self.shared.refused.lock().unwrap().clone()
+    }
+
+    /// The emulated client-secret rotation (see `rotation.rs`).
+    pub fn rotation(&self) -> &rotation::Rotation {
+        &self.shared.rotation
     }
 
     pub fn release(&self) {
@@ -618,13 +630,24 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
             let op = operation(&head, &body);
             lose.0.remove(&op).then_some((op, how))
         };
-        // Forward on a fresh upstream connection, asking it to close after answering.
-        let mut up = TcpStream::connect(&s.upstream).await?;
-        up.write_all(with_connection_close(&head).as_bytes())
-            .await?;
-        up.write_all(&body).await?;
         let mut response = Vec::new();
-        up.read_to_end(&mut response).await?;
+        let (head, body) = match rotation::intercept(&s.rotation, &s.upstream, &head, &body).await?
+        {
+            rotation::Verdict::Answer(emulated) => {
+                response = emulated;
+                (head, body)
+            }
+            rotation::Verdict::Forward(h, b) => (h, b),
+            rotation::Verdict::Pass => (head, body),
+        };
+        if response.is_empty() {
+            // Forward on a fresh upstream connection, asking it to close after answering.
+            let mut up = TcpStream::connect(&s.upstream).await?;
+            up.write_all(with_connection_close(&head).as_bytes())
+                .await?;
+            up.write_all(&body).await?;
+            up.read_to_end(&mut response).await?;
+        }
         if let Some((op, how)) = lose {
             let status = String::from_utf8_lossy(&response)
                 .lines()
