@@ -7,6 +7,7 @@ mod down;
 mod list;
 mod logs;
 mod prune;
+mod prune_check;
 mod read;
 mod show_graph;
 mod state_cmds;
