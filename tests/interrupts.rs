@@ -295,7 +295,14 @@ async fn cancelled_as_github_does_with_a_request_that_never_answers_it_ends_on_t
     let h = on_s3(bucket);
     let proxy = Proxy::start(&h.url);
     let child = up_stuck_in_create_function(&h, &proxy);
+    let signalled = Instant::now();
     let (out, sent) = cancel_like_github(child);
+    // A figure for the record, not a test: the schedule above is what is checked.
+    println!(
+        "GitHub cancel, a request that never answers: exit {:?} {} ms after SIGINT",
+        out.status.code(),
+        signalled.elapsed().as_millis()
+    );
     proxy.release();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "not killed: {stderr}");
@@ -323,12 +330,19 @@ async fn a_second_signal_during_a_request_that_never_answers_still_records_and_r
     let proxy = Proxy::start(&h.url);
     let child = up_stuck_in_create_function(&h, &proxy);
     let pid = child.id() as i32;
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    let second = Instant::now();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let out = child.wait_with_output().unwrap();
+    // A figure for the record, not a test.
+    println!(
+        "second signal during a request that never answers: exit {:?} {} ms after it",
+        out.status.code(),
+        second.elapsed().as_millis()
+    );
     proxy.release();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");

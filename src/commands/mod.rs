@@ -4,6 +4,7 @@
 
 mod converge;
 mod down;
+mod down_kinds;
 mod list;
 mod logs;
 mod prune;
