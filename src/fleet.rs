@@ -222,7 +222,7 @@ async fn functions(aws: &Aws) -> Result<Vec<Tagged>> {
 }
 
 /// Lambda's `2024-05-01T12:00:00.000+0000` as unix seconds.
-fn lambda_time(text: &str) -> Option<i64> {
+pub(crate) fn lambda_time(text: &str) -> Option<i64> {
     let rfc3339 = match text.strip_suffix("+0000") {
         Some(t) => format!("{t}Z"),
         None => text.to_string(),

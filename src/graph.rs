@@ -227,11 +227,23 @@ where
         }
         let next = if stopping {
             // Interrupted: the steps in flight get a bounded time to finish.
+            // A second signal drops them at once (what they did is found by the next
+            // run: every create is looked up before it is sent again).
             let until =
                 *deadline.get_or_insert_with(|| tokio::time::Instant::now() + interrupt::GRACE);
-            match tokio::time::timeout_at(until, running.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
+            tokio::select! {
+                next = tokio::time::timeout_at(until, running.next()) => match next {
+                    Ok(next) => next,
+                    Err(_) => {
+                        report::warn(&format!(
+                            "{} step(s) did not finish within {} s of the interrupt: abandoned",
+                            running.len(),
+                            interrupt::GRACE.as_secs()
+                        ));
+                        break;
+                    }
+                },
+                () = interrupt::wait_abandoned() => break,
             }
         } else {
             tokio::select! {
@@ -468,6 +480,59 @@ mod tests {
             1,
             "the role is first; nothing after it"
         );
+    }
+
+    #[test]
+    fn a_first_signal_starts_nothing_new_and_lets_the_running_step_finish() {
+        let g = stack(&desired(&[("a", false)], &["ANY"]));
+        let started = std::sync::atomic::AtomicUsize::new(0);
+        let finished = std::sync::atomic::AtomicUsize::new(0);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(run(&g, 1, |_i, _inputs: Vec<(Node, ())>| {
+                let (started, finished) = (&started, &finished);
+                async move {
+                    if started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        interrupt::raise_on_this_thread();
+                        // A request in flight: it may finish within the grace.
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                }
+            }))
+            .unwrap_err();
+        assert!(matches!(err, crate::errors::Error::Interrupted), "{err}");
+        assert_eq!(started.into_inner(), 1, "nothing new after the signal");
+        assert_eq!(finished.into_inner(), 1, "the step in flight finished");
+    }
+
+    #[test]
+    fn a_wait_ends_at_the_first_signal() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let t = tokio::time::Instant::now();
+            let (waited, ()) = tokio::join!(
+                interrupt::sleep(std::time::Duration::from_secs(300)),
+                async {
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    interrupt::raise_on_this_thread();
+                }
+            );
+            assert!(matches!(waited, Err(crate::errors::Error::Interrupted)));
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(300),
+                "cut short"
+            );
+        });
     }
 
     #[test]

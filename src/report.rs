@@ -116,6 +116,8 @@ pub enum Action {
     Adopted,
     Deleted,
     Absent,
+    /// `down` left it: it is not the stack's (see `Done::reason`).
+    Kept,
 }
 
 impl Action {
@@ -127,6 +129,7 @@ impl Action {
             Action::Adopted => "adopted",
             Action::Deleted => "deleted",
             Action::Absent => "absent",
+            Action::Kept => "kept",
         }
     }
     fn dry(self) -> &'static str {
@@ -137,6 +140,7 @@ impl Action {
             Action::Adopted => "would adopt",
             Action::Deleted => "would delete",
             Action::Absent => "absent",
+            Action::Kept => "kept",
         }
     }
 }
@@ -151,6 +155,8 @@ pub struct Done {
     pub action: Action,
     /// The fields that differed (updates, drift).
     pub changes: Vec<String>,
+    /// Why it was kept (`down`).
+    pub reason: Option<String>,
     pub elapsed: Duration,
 }
 
@@ -166,6 +172,9 @@ pub fn resource_line(done: &Done, dry_run: bool) {
     }
     if !done.changes.is_empty() {
         line.push_str(&format!("  [{}]", done.changes.join(", ")));
+    }
+    if let Some(why) = &done.reason {
+        line.push_str(&format!("  ({why})"));
     }
     if !dry_run && done.action != Action::Unchanged && done.action != Action::Absent {
         line.push_str(&format!("  ({:.1}s)", done.elapsed.as_secs_f64()));
@@ -199,6 +208,9 @@ impl RunReport<'_> {
                 }
                 if !d.changes.is_empty() {
                     r["changes"] = json!(d.changes);
+                }
+                if let Some(why) = &d.reason {
+                    r["reason"] = json!(why);
                 }
                 r
             }).collect::<Vec<_>>(),
@@ -340,6 +352,7 @@ mod tests {
             name: None,
             action: Action::Created,
             changes: vec![],
+            reason: None,
             elapsed: Duration::from_millis(5),
         }];
         let o = Outputs::default();

@@ -4,9 +4,11 @@
 
 mod converge;
 mod down;
+mod down_kinds;
 mod list;
 mod logs;
 mod prune;
+mod prune_check;
 mod read;
 mod rotate;
 mod show_graph;

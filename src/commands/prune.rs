@@ -87,10 +87,7 @@ pub async fn prune(target: &Target, sel: &Selection, format: Format) -> Result<i
         let _activity = report::activity("looking for stacks");
         fleet::stacks(&aws, &region, &target.state).await?
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = unix_now();
     let chosen: Vec<&Stack> = stacks.iter().filter(|s| sel.selects(s, now)).collect();
     let age = sel
         .older_than
@@ -122,7 +119,7 @@ pub async fn prune(target: &Target, sel: &Selection, format: Format) -> Result<i
     let limit = target.concurrency.max(1);
     let region = region.as_str();
     let mut outcomes: Vec<Outcome> = stream::iter(chosen.iter().map(|s| async move {
-        let outcome = one(target, region, s, sel.dry_run).await;
+        let outcome = one(target, region, s, sel).await;
         tell(&outcome);
         outcome
     }))
@@ -167,8 +164,10 @@ pub async fn prune(target: &Target, sel: &Selection, format: Format) -> Result<i
     })
 }
 
-/// One stack: as `down` would, under its own lock.
-async fn one(target: &Target, region: &str, s: &Stack, dry_run: bool) -> Outcome {
+/// One stack: as `down` would, under its own lock, once its lock shows it is still
+/// one to take (see `prune_check`).
+async fn one(target: &Target, region: &str, s: &Stack, sel: &Selection) -> Outcome {
+    let dry_run = sel.dry_run;
     let t = Instant::now();
     let outcome = |result, reason: Option<String>| Outcome {
         stack: s.stack.clone(),
@@ -206,6 +205,10 @@ async fn one(target: &Target, region: &str, s: &Stack, dry_run: bool) -> Outcome
         Err(Error::Locked(why)) => return outcome("skipped", Some(why)),
         Err(e) => return outcome("failed", Some(e.to_string())),
     };
+    if let Err(outcome) = still_chosen(&session, region, s, sel, &outcome).await {
+        session.release().await;
+        return outcome;
+    }
     let result = down::take_down(&session, &stack_target, false).await;
     session.release().await;
     match result {
@@ -229,6 +232,49 @@ async fn one(target: &Target, region: &str, s: &Stack, dry_run: bool) -> Outcome
         },
         Err(e) => outcome("failed", Some(e.to_string())),
     }
+}
+
+/// Under the lock: whether the stack is still one `sel` chooses. Its age is read again
+/// when `--older-than` asks for one (the name cannot have changed); a stack re-created
+/// since the listing is younger now, and skipped.
+async fn still_chosen(
+    session: &super::Session,
+    region: &str,
+    s: &Stack,
+    sel: &Selection,
+    outcome: &dyn Fn(&'static str, Option<String>) -> Outcome,
+) -> std::result::Result<(), Outcome> {
+    let Some(age) = sel.older_than else {
+        return Ok(());
+    };
+    let created = match super::prune_check::created_now(&session.aws, region, &s.stack).await {
+        Ok(created) => created,
+        Err(e) => return Err(outcome("failed", Some(e.to_string()))),
+    };
+    let now = unix_now();
+    let again = Stack {
+        created,
+        ..s.clone()
+    };
+    if sel.selects(&again, now) {
+        return Ok(());
+    }
+    let why = match created {
+        Some(c) => format!(
+            "re-created while prune ran: its oldest resource is {} old now, not more than {}",
+            humantime::format_duration(Duration::from_secs(now.saturating_sub(c).max(0) as u64)),
+            humantime::format_duration(age)
+        ),
+        None => "no resource of it is there any more (its age is unknown)".into(),
+    };
+    Err(outcome("skipped", Some(why)))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// The stack's line, as soon as it is done.

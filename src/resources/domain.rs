@@ -16,6 +16,18 @@ const ACTIVE_BUDGET: Duration = Duration::from_secs(300);
 
 /// Who has the prefix: None when it is free.
 async fn owner(ctx: &Ctx<'_>, prefix: &str) -> Result<Option<(String, Option<DomainStatusType>)>> {
+    Ok(holder(ctx, prefix).await?.map(|h| (h.pool, h.status)))
+}
+
+/// The domain holding a prefix.
+struct Holder {
+    pool: String,
+    status: Option<DomainStatusType>,
+    /// The account of the domain (prefixes are unique across all accounts).
+    account: Option<String>,
+}
+
+async fn holder(ctx: &Ctx<'_>, prefix: &str) -> Result<Option<Holder>> {
     let out = ctx
         .aws
         .cognito
@@ -33,7 +45,11 @@ async fn owner(ctx: &Ctx<'_>, prefix: &str) -> Result<Option<(String, Option<Dom
     Ok(out.domain_description().and_then(|d| {
         d.user_pool_id()
             .filter(|id| !id.is_empty())
-            .map(|id| (id.to_string(), d.status().cloned()))
+            .map(|id| Holder {
+                pool: id.to_string(),
+                status: d.status().cloned(),
+                account: d.aws_account_id().map(str::to_string),
+            })
     }))
 }
 
@@ -43,14 +59,58 @@ fn taken(prefix: &str, by: &str) -> Error {
     ))
 }
 
+/// How long a prefix being released (its pool deleted, or the domain DELETING) is
+/// waited for: AWS releases a deleted domain's prefix some time after the delete.
+const RELEASE_BUDGET: Duration = Duration::from_secs(180);
+
 /// Before anything is created: the prefix must be free or already ours (the
-/// recorded pool, or, without a state file, a pool tagged for this stack).
+/// recorded pool, or, without a state file, a pool tagged for this stack). A prefix
+/// still held by a domain being deleted (`up` right after `down`) is waited for.
 pub async fn preflight(ctx: &Ctx<'_>, our_pool: Option<&str>) -> Result<()> {
-    match owner(ctx, ctx.domain_prefix).await? {
-        None => Ok(()),
-        Some((pool, _)) if Some(pool.as_str()) == our_pool => Ok(()),
-        Some((pool, _)) if our_pool.is_none() && user_pool::is_ours(ctx, &pool).await? => Ok(()),
-        Some((pool, _)) => Err(taken(ctx.domain_prefix, &pool)),
+    let prefix = ctx.domain_prefix;
+    // tokio's clock: the same as the system's in a run, and pausable in tests.
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let Holder {
+            pool,
+            status,
+            account,
+        } = match holder(ctx, prefix).await? {
+            None => return Ok(()),
+            Some(h) if Some(h.pool.as_str()) == our_pool => return Ok(()),
+            Some(h) => h,
+        };
+        // Another account's domain is simply someone else's.
+        let this_account = account.as_deref().is_none_or(|a| a == ctx.account);
+        let releasing = if !this_account {
+            false
+        } else if matches!(status, Some(DomainStatusType::Deleting)) {
+            true
+        } else {
+            match user_pool::describe(ctx, &pool).await? {
+                // Our account's pool is gone: its domain goes with it, a while later.
+                None => true,
+                Some(p) if our_pool.is_none() && user_pool::is_this_stacks(ctx, &p) => {
+                    return Ok(())
+                }
+                Some(_) => false,
+            }
+        };
+        if !releasing {
+            return Err(taken(prefix, &pool));
+        }
+        if started.elapsed() + delay > RELEASE_BUDGET {
+            return Err(domain_failure(
+                prefix,
+                "still held by a deleted domain after 3 minutes (AWS releases a deleted domain's prefix some time after the delete)",
+            ));
+        }
+        report::progress(&format!(
+            "  waiting: domain prefix {prefix} is still being released by a deleted domain (pool {pool}); AWS frees it some time after the delete"
+        ));
+        crate::interrupt::sleep(delay).await?;
+        delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
 
@@ -142,7 +202,7 @@ async fn wait_active(ctx: &Ctx<'_>, pool_id: &str) -> Result<()> {
             return Err(domain_failure(prefix, "not ACTIVE after 5 minutes"));
         }
         report::info(&format!("waiting for Cognito domain {prefix} to be ACTIVE"));
-        tokio::time::sleep(delay).await;
+        crate::interrupt::sleep(delay).await?;
         delay = (delay * 2).min(Duration::from_secs(10));
     }
 }

@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, FunctionCode, Runtime};
 
-use super::{check_owner, create_once, retry_while, Create, Ctx, Handle, Made, NEW, STACK_TAG};
+use super::{
+    check_owner, create_once, not_ours, retry_while, Create, Ctx, Handle, Made, Removal, NEW,
+    STACK_TAG,
+};
 use crate::aws::{SdkFailure, SdkResultExt};
 use crate::errors::{Error, Result};
 use crate::package::Package;
@@ -410,7 +413,7 @@ async fn wait(ctx: &Ctx<'_>, just_changed: bool) -> Result<()> {
     // a second, well within GetFunction's quota of 100 per second and account.)
     let mut delay = Duration::from_millis(50);
     if just_changed {
-        tokio::time::sleep(delay).await;
+        crate::interrupt::sleep(delay).await?;
     }
     loop {
         let out = ctx
@@ -448,7 +451,7 @@ async fn wait(ctx: &Ctx<'_>, just_changed: bool) -> Result<()> {
                 "still not Active after 5 minutes",
             ));
         }
-        tokio::time::sleep(delay).await;
+        crate::interrupt::sleep(delay).await?;
         if started.elapsed() >= Duration::from_secs(1) {
             delay = (delay * 2).min(Duration::from_secs(5));
         }
@@ -467,30 +470,29 @@ fn waiter_error(name: &str, what: &str, e: impl std::fmt::Display) -> Error {
     })
 }
 
-/// Refuses a function that is not this stack's (before anything is done to it, its
-/// permission included).
-pub async fn check_ours(ctx: &Ctx<'_>) -> Result<bool> {
+/// Deletes the function when it is tagged for this stack (its permission goes with it);
+/// one of the same name that is not is kept, whatever the state file says.
+pub async fn delete(ctx: &Ctx<'_>) -> Result<Removal> {
+    let name = ctx.function_name();
     let Some(found) = observed(ctx).await? else {
-        return Ok(false);
+        return Ok(Removal::Absent);
     };
-    check_owner(
+    if let Some(why) = not_ours(
         Some(&found.tags),
         ctx.stack,
-        &format!("Lambda function {}", ctx.function_name()),
-    )?;
-    Ok(true)
-}
-
-pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
-    if !check_ours(ctx).await? {
-        return Ok(false);
+        &format!("Lambda function {name}"),
+    ) {
+        return Ok(Removal::Kept(why));
     }
-    delete_recorded(ctx).await
+    Ok(if delete_checked(ctx).await? {
+        Removal::Deleted
+    } else {
+        Removal::Absent
+    })
 }
 
-/// Deletes the function the state file records, with no read first: it was made or
-/// adopted (tag checked) by this stack, and its name is the stack's.
-pub async fn delete_recorded(ctx: &Ctx<'_>) -> Result<bool> {
+/// DeleteFunction, once its tag was checked.
+async fn delete_checked(ctx: &Ctx<'_>) -> Result<bool> {
     let name = ctx.function_name();
     match ctx
         .aws

@@ -1,12 +1,13 @@
 //! The function's CloudWatch log group, `/aws/lambda/<stack>-handler`: made by `up`
 //! before anything may invoke the function (so Lambda writes into a group that is tagged and expires, not
 //! one it makes itself that is kept, and billed, forever), with the configured
-//! retention; adopted when Lambda made it first; deleted by `down`.
+//! retention; adopted when Lambda made it first; deleted by `down` only when tagged
+//! for the stack.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use super::{check_owner, create_once, Create, Ctx, Made, NEW, STACK_TAG};
+use super::{check_owner, create_once, not_ours, Create, Ctx, Made, Removal, NEW, STACK_TAG};
 use crate::aws::SdkResultExt;
 use crate::errors::Result;
 use crate::plan::{decide, Decision, LogGroupSettings};
@@ -217,11 +218,37 @@ async fn set_retention(ctx: &Ctx<'_>, name: &str, days: i32) -> Result<()> {
     }
 }
 
-/// Deletes the group (after the function: an invocation would make it again). Its
-/// name is the function's, which `down` has checked is this stack's: no read first.
-/// False when it was already gone.
-pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
+/// Deletes the group (after the function: an invocation would make it again) when it
+/// is tagged for this stack: a group of the same name that is not (someone else's, or
+/// one Lambda made for a function that is not ours) is left. One read, by the ARN the
+/// name gives, instead of a listing.
+pub async fn delete(ctx: &Ctx<'_>) -> Result<Removal> {
     let name = name(&ctx.function_name());
+    let arn = format!(
+        "arn:{}:logs:{}:{}:log-group:{name}",
+        ctx.partition, ctx.region, ctx.account
+    );
+    let tags = match ctx
+        .aws
+        .logs
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(out) => out.tags().cloned().unwrap_or_default(),
+        Err(e) if e.is_not_found() => return Ok(Removal::Absent),
+        Err(e) => {
+            return Err(e.fail(
+                format!("reading the tags of log group {name}"),
+                "ListTagsForResource",
+            ))
+        }
+    };
+    if let Some(why) = not_ours(Some(&tags), ctx.stack, &format!("log group {name}")) {
+        return Ok(Removal::Kept(why));
+    }
     match ctx
         .aws
         .logs
@@ -231,8 +258,8 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<bool> {
         .await
         .sdk()
     {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
+        Ok(_) => Ok(Removal::Deleted),
+        Err(e) if e.is_not_found() => Ok(Removal::Absent),
         Err(e) => Err(e.fail(format!("deleting log group {name}"), "DeleteLogGroup")),
     }
 }

@@ -222,7 +222,10 @@ async fn a_role_with_policies_someone_else_attached_is_emptied_then_deleted() {
     ])
     .await;
     let (name, gone) = super::role::delete(&f.ctx()).await.expect("deleted");
-    assert_eq!((name.as_str(), gone), ("s-handler-us-east-1", true));
+    assert_eq!(
+        (name.as_str(), gone),
+        ("s-handler-us-east-1", super::Removal::Deleted)
+    );
     assert_eq!(detach.num_calls(), 1, "the policy someone attached");
     assert_eq!(delete.num_calls(), 2, "refused, then done");
     assert_eq!(inline.num_calls(), 1);

@@ -26,6 +26,8 @@ pub mod user_pool;
 #[cfg(test)]
 mod eventual;
 #[cfg(test)]
+mod late_deletions;
+#[cfg(test)]
 mod lost_answers;
 #[cfg(test)]
 mod rotation_answers;
@@ -254,6 +256,7 @@ impl Ctx<'_> {
             name: name.map(str::to_string),
             action: plan::action(decision, recorded),
             changes: plan::changes(decision),
+            reason: None,
             elapsed: started.elapsed(),
         };
         if self.show {
@@ -271,6 +274,7 @@ impl Ctx<'_> {
             name: name.map(str::to_string),
             action: report::Action::Deleted,
             changes: Vec::new(),
+            reason: None,
             elapsed: started.elapsed(),
         };
         if self.show {
@@ -320,6 +324,30 @@ pub fn check_owner_value(tag: Option<&str>, stack: &str, what: &str) -> Result<(
         None => Err(Error::usage(format!(
             "{what} exists but is not tagged {STACK_TAG}={stack}: it was not made by provision for this stack, so provision will not adopt or delete it; delete or rename it, or choose another --stack"
         ))),
+    }
+}
+
+/// What `down` did with one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Deleted,
+    /// Not there (gone already, or never made).
+    Absent,
+    /// There, but not this stack's (any more): left alone, and why.
+    Kept(String),
+}
+
+/// `down`'s owner check: None when the tags say the resource is this stack's, else why
+/// it is left alone (a stale state file may name what is someone else's now).
+pub fn not_ours(tags: Option<&HashMap<String, String>>, stack: &str, what: &str) -> Option<String> {
+    match tags.and_then(|t| t.get(STACK_TAG)).map(String::as_str) {
+        Some(v) if v == stack => None,
+        Some(other) => Some(format!(
+            "{what} belongs to stack `{other}` (tag {STACK_TAG}={other}): not deleted"
+        )),
+        None => Some(format!(
+            "{what} is not tagged {STACK_TAG}={stack}: someone else's now, not deleted"
+        )),
     }
 }
 
@@ -440,7 +468,7 @@ where
             "{}: {} not done yet, sending it again in {delay:?}",
             how.doing, how.operation
         ));
-        tokio::time::sleep(jitter(delay)).await;
+        crate::interrupt::sleep(jitter(delay)).await?;
         delay = (delay * 2).min(Duration::from_secs(10));
     }
 }
@@ -457,6 +485,7 @@ pub async fn retry_while<T, F, Fut, E>(
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = std::result::Result<T, E>>,
+    E: Interruptible,
 {
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
@@ -464,11 +493,24 @@ where
         match op().await {
             Err(e) if retryable(&e) && started.elapsed() + delay < budget => {
                 report::info(&format!("{what}: not ready yet, retrying in {delay:?}"));
-                tokio::time::sleep(jitter(delay)).await;
+                if crate::interrupt::sleep(jitter(delay)).await.is_err() {
+                    return Err(E::interrupted());
+                }
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             other => return other,
         }
+    }
+}
+
+/// An error a wait can end with when the run is interrupted.
+pub trait Interruptible {
+    fn interrupted() -> Self;
+}
+
+impl Interruptible for SdkFailure {
+    fn interrupted() -> Self {
+        SdkFailure::interrupted()
     }
 }
 

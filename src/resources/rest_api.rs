@@ -52,6 +52,29 @@ async fn get(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
     }
 }
 
+/// The API at `id` whatever its name: (name, tags); None when there is none.
+pub async fn owner_of(
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> Result<Option<(String, HashMap<String, String>)>> {
+    match ctx
+        .aws
+        .apigw
+        .get_rest_api()
+        .rest_api_id(id)
+        .send()
+        .await
+        .sdk()
+    {
+        Ok(out) => Ok(Some((
+            out.name().unwrap_or_default().to_string(),
+            out.tags().cloned().unwrap_or_default(),
+        ))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.fail(format!("reading REST API {id}"), "GetRestApi")),
+    }
+}
+
 /// The API: by the recorded id, else by name (checking its tag).
 pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     if let Some(id) = ctx.rec.get(KIND) {
@@ -100,8 +123,23 @@ pub async fn list_all(aws: &crate::aws::Aws, doing: &str) -> Result<Vec<RestApi>
 }
 
 /// Every API named for this stack, each checked to be tagged for it (API Gateway
-/// accepts duplicate names: `down` deletes them all).
+/// accepts duplicate names).
 pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
+    let name = ctx.api_name();
+    let all = named(ctx).await?;
+    for api in &all {
+        check_owner(
+            Some(&api.tags),
+            ctx.stack,
+            &format!("REST API {name} ({})", api.id),
+        )?;
+    }
+    Ok(all)
+}
+
+/// Every API named for this stack, whoever's it is (`down` deletes those tagged for
+/// the stack, duplicates included, and keeps the others).
+pub async fn named(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
     let name = ctx.api_name();
     let mut ours = Vec::new();
     for api in list_all(ctx.aws, &format!("looking for REST API {name}"))
@@ -110,7 +148,6 @@ pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
         .filter(|a| a.name() == Some(name.as_str()))
     {
         let id = api.id().unwrap_or_default().to_string();
-        check_owner(api.tags(), ctx.stack, &format!("REST API {name} ({id})"))?;
         ours.push(Found {
             id,
             tags: api.tags().cloned().unwrap_or_default(),
@@ -235,7 +272,7 @@ pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
                     e.code.as_deref().unwrap_or("no clear answer"),
                     e.message
                 ));
-                tokio::time::sleep(delay).await;
+                crate::interrupt::sleep(delay).await?;
                 delay = (delay * 2).min(std::time::Duration::from_secs(10));
             }
             Err(e) => return Err(e.fail(what, "DeleteRestApi")),

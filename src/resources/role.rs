@@ -16,9 +16,9 @@ pub use super::role_names::{regional_name, KIND, REGION_TAG};
 pub use super::role_policy::Role;
 use super::role_policy::{boundary_arn, put_logs_policy, read_logs_policy, LOGS_POLICY};
 use super::role_region::{check_ours, claim, find, function_role, locate};
-use super::{create_once, Create, Ctx, Handle, Made, NEW, STACK_TAG};
+use super::{create_once, not_ours, Create, Ctx, Handle, Made, Removal, NEW, STACK_TAG};
 use crate::aws::{SdkFailure, SdkResultExt};
-use crate::errors::Result;
+use crate::errors::{Error, Result};
 use crate::plan::{decide, Decision, RoleSettings};
 use crate::policy_doc::normalized;
 use crate::report;
@@ -317,27 +317,55 @@ async fn delete_inline(ctx: &Ctx<'_>, name: &str, policy: &str) -> Result<()> {
 }
 
 /// Deletes the stack's role in this region (its policies first); returns its name and
-/// whether it was there. A legacy role no region has claimed may serve this stack in
-/// another region too: it is left, and said so.
-pub async fn delete(ctx: &Ctx<'_>) -> Result<(String, bool)> {
+/// what was done. A role that is not tagged for this stack and region (a stale state
+/// file may name one that is someone else's now) is kept. A legacy role no region has
+/// claimed may serve this stack in another region too: it is left, and said so.
+pub async fn delete(ctx: &Ctx<'_>) -> Result<(String, Removal)> {
     let regional = ctx.role_name();
-    // A recorded role of this region's own name is this region's stack's (made or
-    // claimed after its tags were checked): no read first.
-    if ctx.rec.get(KIND).as_deref() == Some(regional.as_str()) {
-        return delete_attached(ctx, &regional).await;
-    }
-    let (name, found) = locate(ctx, function_role(ctx)).await?;
-    let Some(found) = found else {
-        return Ok((name, false));
+    // A recorded role of this region's own name: one read, for the owner check.
+    let (name, found) = if ctx.rec.get(KIND).as_deref() == Some(regional.as_str()) {
+        (regional.clone(), find(ctx, &regional).await?)
+    } else {
+        match locate(ctx, function_role(ctx)).await {
+            Ok(located) => located,
+            // `locate` refuses a role that is another's by its tags: kept.
+            Err(Error::Usage(why)) => return Ok((regional, Removal::Kept(why))),
+            Err(e) => return Err(e),
+        }
     };
-    if found.region().is_none() {
-        report::warn(&format!(
-            "left IAM role {name}: it was made by an older provision and carries no {REGION_TAG} tag, so it may serve stack `{}` in another region too. Once no region uses it, delete it (aws iam delete-role --role-name {name}, after detaching its policies); `provision up` in a region claims it for that region",
-            ctx.stack
-        ));
-        return Ok((name, false));
+    let Some(found) = found else {
+        return Ok((name, Removal::Absent));
+    };
+    if let Some(why) = not_ours(Some(&found.tags), ctx.stack, &format!("IAM role {name}")) {
+        return Ok((name, Removal::Kept(why)));
     }
-    delete_attached(ctx, &name).await
+    match found.region() {
+        Some(r) if r != ctx.region => {
+            let why = format!(
+                "IAM role {name} is stack `{}`'s in region {r} (tag {REGION_TAG}={r}): not deleted",
+                ctx.stack
+            );
+            return Ok((name, Removal::Kept(why)));
+        }
+        Some(_) => {}
+        None => {
+            let why = format!(
+                "left IAM role {name}: it was made by an older provision and carries no {REGION_TAG} tag, so it may serve stack `{}` in another region too. Once no region uses it, delete it (aws iam delete-role --role-name {name}, after detaching its policies); `provision up` in a region claims it for that region",
+                ctx.stack
+            );
+            report::warn(&why);
+            return Ok((name, Removal::Kept(why)));
+        }
+    }
+    let (name, gone) = delete_attached(ctx, &name).await?;
+    Ok((
+        name,
+        if gone {
+            Removal::Deleted
+        } else {
+            Removal::Absent
+        },
+    ))
 }
 
 /// Deletes a role of ours; false when it was already gone.

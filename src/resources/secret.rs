@@ -290,11 +290,26 @@ pub async fn ensure(
     Ok(())
 }
 
-async fn create(ctx: &Ctx<'_>, name: &str, json: &str) -> Result<()> {
+/// Secrets Manager frees the name of a secret deleted without recovery a few seconds
+/// after the delete, not at once (the emulator frees it at once): `up` right after
+/// `down` meets this and waits it out.
+pub(super) fn name_still_taken(e: &crate::aws::SdkFailure) -> bool {
+    e.is("InvalidRequestException") && e.message.contains("scheduled for deletion")
+}
+
+/// Attempts while the name is being freed: about a minute with `create_once`'s backoff
+/// (0.2 s doubling to 10 s), where AWS takes seconds.
+const NAME_FREED_ATTEMPTS: u32 = 11;
+
+pub(super) async fn create(ctx: &Ctx<'_>, name: &str, json: &str) -> Result<()> {
     create_once(
-        Create::new(format!("creating secret {name}"), "CreateSecret"),
+        Create {
+            busy: name_still_taken,
+            attempts: NAME_FREED_ATTEMPTS,
+            ..Create::new(format!("creating secret {name}"), "CreateSecret")
+        },
         || async {
-            ctx.aws
+            let sent = ctx.aws
                 .once
                 .secrets
                 .create_secret()
@@ -307,7 +322,15 @@ async fn create(ctx: &Ctx<'_>, name: &str, json: &str) -> Result<()> {
                 .tags(Tag::builder().key(STACK_TAG).value(ctx.tag_value()).build())
                 .send()
                 .await
-                .sdk()
+                .sdk();
+            if let Err(e) = &sent {
+                if name_still_taken(e) {
+                    crate::report::progress(&format!(
+                        "  waiting: secret {name} was deleted moments ago and Secrets Manager has not freed its name yet (it takes a few seconds)"
+                    ));
+                }
+            }
+            sent
         },
         || async {
             let found = describe(ctx, name).await?;
@@ -323,6 +346,25 @@ async fn create(ctx: &Ctx<'_>, name: &str, json: &str) -> Result<()> {
 
 /// The stack's secrets (named `provision/<stack>/*` and tagged for it): (name, client).
 async fn list(ctx: &Ctx<'_>) -> Result<Vec<(String, String)>> {
+    Ok(named(ctx)
+        .await?
+        .into_iter()
+        .filter(|s| s.tags.get(STACK_TAG).map(String::as_str) == Some(ctx.stack))
+        .map(|s| (s.name, s.client))
+        .collect())
+}
+
+/// A secret named for the stack, with its tags.
+pub struct Named {
+    pub name: String,
+    pub client: String,
+    pub tags: std::collections::HashMap<String, String>,
+}
+
+/// Every secret named `provision/<stack>/*`, whoever's it is, but those scheduled for
+/// deletion already: `down` deletes those tagged for the stack, recorded or not (a run
+/// killed between CreateSecret and its state write leaves one the state never names).
+pub async fn named(ctx: &Ctx<'_>) -> Result<Vec<Named>> {
     let prefix = name(ctx.stack, "");
     let mut token: Option<String> = None;
     let mut found = Vec::new();
@@ -348,12 +390,16 @@ async fn list(ctx: &Ctx<'_>) -> Result<Vec<(String, String)>> {
             let Some(client) = secret.strip_prefix(&prefix) else {
                 continue;
             };
-            let ours = s
-                .tags()
-                .iter()
-                .any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(ctx.stack));
-            if ours && s.deleted_date().is_none() {
-                found.push((secret.to_string(), client.to_string()));
+            if s.deleted_date().is_none() {
+                found.push(Named {
+                    name: secret.to_string(),
+                    client: client.to_string(),
+                    tags: s
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                        .collect(),
+                });
             }
         }
         token = out.next_token().map(str::to_string);

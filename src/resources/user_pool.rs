@@ -23,7 +23,7 @@ pub struct Found {
     pub settings: PoolSettings,
 }
 
-async fn describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
+pub async fn describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
     match ctx
         .aws
         .cognito
@@ -54,16 +54,9 @@ async fn describe(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
     }
 }
 
-/// The domain of a pool by id: None when there is no pool, Some(None) when it has none.
-pub async fn domain_of(ctx: &Ctx<'_>, id: &str) -> Result<Option<Option<String>>> {
-    Ok(describe(ctx, id).await?.map(|p| p.domain))
-}
-
-/// Whether a pool (of this account) is this stack's: its name and tag say so.
-pub async fn is_ours(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
-    Ok(describe(ctx, id).await?.is_some_and(|p| {
-        p.name == ctx.pool_name() && p.tags.get(STACK_TAG).map(String::as_str) == Some(ctx.stack)
-    }))
+/// Whether a pool is this stack's: its name and tag say so.
+pub fn is_this_stacks(ctx: &Ctx<'_>, p: &Found) -> bool {
+    p.name == ctx.pool_name() && p.tags.get(STACK_TAG).map(String::as_str) == Some(ctx.stack)
 }
 
 /// The pool: by the recorded id, else by name (checking its tag).
@@ -122,6 +115,21 @@ pub async fn list_all(aws: &crate::aws::Aws, doing: &str) -> Result<Vec<UserPool
 /// lost a create answer, or by two runs without a shared lock): `down` deletes them all.
 pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
     let name = ctx.pool_name();
+    let all = named(ctx).await?;
+    for found in &all {
+        check_owner(
+            Some(&found.tags),
+            ctx.stack,
+            &format!("Cognito user pool {name} ({})", found.id),
+        )?;
+    }
+    Ok(all)
+}
+
+/// Every pool named for this stack, whoever's it is (`down` deletes those tagged for
+/// the stack and keeps the others).
+pub async fn named(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
+    let name = ctx.pool_name();
     let ids: Vec<String> = list_all(ctx.aws, &format!("looking for Cognito user pool {name}"))
         .await?
         .iter()
@@ -131,11 +139,6 @@ pub async fn find_all(ctx: &Ctx<'_>) -> Result<Vec<Found>> {
     let mut ours = Vec::new();
     for id in ids {
         if let Some(found) = describe(ctx, &id).await? {
-            check_owner(
-                Some(&found.tags),
-                ctx.stack,
-                &format!("Cognito user pool {name} ({id})"),
-            )?;
             ours.push(found);
         }
     }

@@ -60,6 +60,8 @@ struct Shared {
     faults: Mutex<Faults>,
     /// Hold the answer of the request with this 1-based number.
     hold_at: Mutex<Option<usize>>,
+    /// Hold the answer of the next request of this operation (see `hold_operation`).
+    hold_op: Mutex<Option<String>>,
     count: AtomicUsize,
     faults_sent: AtomicUsize,
     held: watch::Sender<bool>,
@@ -179,6 +181,13 @@ impl Proxy {
         self.shared.count.store(0, Ordering::SeqCst);
         self.shared.held.send_replace(false);
         *self.shared.hold_at.lock().unwrap() = Some(k);
+    }
+
+    /// Holds the answer of the next request of `op` (as `operation` names it, e.g.
+    /// `CreateFunction`), until `release`: a request in flight that does not end.
+    pub fn hold_operation(&self, op: &str) {
+        self.shared.held.send_replace(false);
+        *self.shared.hold_op.lock().unwrap() = Some(op.to_string());
     }
 
     /// Starts counting (`count`, `seen`) from zero.
@@ -339,6 +348,16 @@ async fn read_request(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+}
+
+/// Whether this request is the one `hold_operation` asked for (then no other is held).
+fn take_hold_op(s: &Shared, head: &str, body: &[u8]) -> bool {
+    let mut op = s.hold_op.lock().unwrap();
+    let this = op.as_deref() == Some(operation(head, body).as_str());
+    if this {
+        *op = None;
+    }
+    this
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -661,7 +680,7 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
                 Lose::Drop => Ok(()),
             };
         }
-        let hold = *s.hold_at.lock().unwrap() == Some(n);
+        let hold = *s.hold_at.lock().unwrap() == Some(n) || take_hold_op(&s, &head, &body);
         if hold {
             let released = s.release.notified();
             s.held.send_replace(true);
