@@ -70,6 +70,8 @@ struct Shared {
     /// API Gateway requests let through (operation, when), and refused with a 429.
     passed: Mutex<Vec<(String, Instant)>>,
     refused: Mutex<Vec<String>>,
+    /// Every request's operation (see `operation`), in the order they arrived.
+    seen: Mutex<Vec<String>>,
 }
 
 /// API Gateway's control-plane quotas per account, from AWS's "Amazon API Gateway
@@ -269,6 +271,26 @@ impl Proxy {
         *self.shared.hold_at.lock().unwrap() = None;
         self.shared.release.notify_waiters();
     }
+}
+
+// What a run sent, by operation: to count the writes a run sends after a point (a
+// fenced run must send none), independently of the binary's own call log.
+impl Proxy {
+    /// The operations of every request seen so far, in order (S3: `METHOD /bucket/key`).
+    pub fn seen(&self) -> Vec<String> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+}
+
+fn record_seen(s: &Shared, head: &str, body: &[u8]) {
+    s.seen.lock().unwrap().push(operation(head, body));
+}
+
+/// Whether an operation (as `operation` names it) changes anything: reads are
+/// Get/List/Describe/Head (S3: GET and HEAD); the rest are writes.
+pub fn is_write(op: &str) -> bool {
+    const READS: [&str; 6] = ["Get", "List", "Describe", "Head", "GET ", "HEAD "];
+    !READS.iter().any(|r| op.starts_with(r))
 }
 
 /// Reads one HTTP/1.1 request (head + Content-Length body). None at EOF.
@@ -515,6 +537,7 @@ async fn serve(mut conn: TcpStream, s: Arc<Shared>) -> std::io::Result<()> {
     };
     {
         let n = s.count.fetch_add(1, Ordering::SeqCst) + 1;
+        record_seen(&s, &head, &body);
         let latency = *s.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
