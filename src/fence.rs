@@ -115,6 +115,10 @@ pub fn check() -> Result<(), String> {
 /// What a fenced write says, so the layers above tell it from AWS's own errors.
 pub const FENCED: &str = "provision:LostLock";
 
+/// The fence is process-wide: unit tests that use it take turns.
+#[cfg(test)]
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
 #[cfg(test)]
 pub fn reset_for_test() {
     *FENCE.lock().expect("fence") = Fence::default();
@@ -127,6 +131,7 @@ mod tests {
     // One test: the fence is process-wide, and the unit tests share the process.
     #[test]
     fn a_lease_past_its_deadline_fences_for_good_and_renewals_move_it() {
+        let _turn = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         reset_for_test();
         let lease = Duration::from_secs(5);
         assert_eq!(margin(lease), Duration::from_secs(2));

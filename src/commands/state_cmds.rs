@@ -324,3 +324,31 @@ pub async fn unlock(target: &Target, args: &UnlockArgs, format: Format) -> Resul
     }
     Ok(exit::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tls_only_statement_is_added_to_a_policy_and_every_other_kept() {
+        let fresh = with_tls_only(None, "b", "aws").unwrap().unwrap();
+        assert!(fresh.contains(TLS_ONLY_SID), "{fresh}");
+        let theirs = r#"{"Version":"2012-10-17","Statement":{"Sid":"Mine","Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}}"#;
+        let merged: serde_json::Value =
+            serde_json::from_str(&with_tls_only(Some(theirs), "b", "aws").unwrap().unwrap())
+                .unwrap();
+        let sids: Vec<&str> = merged["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Sid"].as_str().unwrap())
+            .collect();
+        assert_eq!(sids, ["Mine", TLS_ONLY_SID]);
+        // Already there (ours, or any Deny on plain HTTP): nothing to change.
+        assert_eq!(with_tls_only(Some(&fresh), "b", "aws").unwrap(), None);
+        let their_deny = r#"{"Statement":[{"Sid":"NoHttp","Effect":"Deny","Principal":"*","Action":"s3:*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}]}"#;
+        assert_eq!(with_tls_only(Some(their_deny), "b", "aws").unwrap(), None);
+        let bad = with_tls_only(Some("not json"), "b", "aws").unwrap_err();
+        assert_eq!(bad.exit_code(), 2);
+    }
+}
