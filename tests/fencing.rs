@@ -162,6 +162,10 @@ async fn one_directory_and_one_bucket_in_another_region_serve_two_regions() {
     // The bucket's home is us-east-1; the stacks live in us-east-1 and eu-west-1.
     init(&h);
     let s3 = common::s3_client(&h.url);
+    // init-state from another region finds the bucket at home and has nothing to change.
+    let again = h.json(&["--region", "eu-west-1", "init-state", &location()]);
+    assert_eq!(again["region"], "us-east-1", "{again}");
+    assert_eq!(again["changed"], serde_json::json!([]), "{again}");
     let regions = ["us-east-1", "eu-west-1"];
     for (where_, state) in [
         ("dir", h.state_dir().display().to_string()),

@@ -652,4 +652,32 @@ async fn a_handler_over_lambdas_50_mb_goes_through_the_state_bucket() {
     assert_eq!(down.code, 0, "{}", down.describe());
     assert!(keys(&s3).await.is_empty(), "no package, state or lock left");
     h.aws().await.assert_empty().await;
+
+    // The bucket is in us-east-1; Lambda in eu-west-1 cannot take code from it: exit 2
+    // before anything is written (the proxy sees only reads).
+    let proxy = Proxy::start(&h.url);
+    let elsewhere = h.run_via(
+        &proxy,
+        &[
+            "--region",
+            "eu-west-1",
+            "up",
+            "--handler",
+            big.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(elsewhere.code, 2, "{}", elsewhere.describe());
+    assert!(
+        elsewhere.stderr.contains("only in its own region")
+            && elsewhere.stderr.contains("us-east-1"),
+        "{}",
+        elsewhere.stderr
+    );
+    let writes: Vec<String> = proxy
+        .seen()
+        .into_iter()
+        .filter(|op| common::proxy::is_write(op))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert!(keys(&s3).await.is_empty(), "nothing written");
 }

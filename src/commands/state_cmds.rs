@@ -80,16 +80,19 @@ pub async fn init_state(target: &Target, args: &InitStateArgs, format: Format) -
     let region = aws::resolve_region(target.region.as_deref(), target.is_local()).await?;
     config::check_partition(&region, target.is_local())?;
     let aws = Aws::connect(&region, target.endpoint_url.as_deref()).await;
-    let s3 = &aws.s3;
     let fail = |op: &'static str| {
         let bucket = bucket.clone();
         move |e: crate::aws::SdkFailure| e.fail(format!("setting up state bucket {bucket}"), op)
     };
-    let exists = match s3.head_bucket().bucket(&bucket).send().await.sdk() {
-        Ok(_) => true,
+    // An existing bucket may live in another region: set it up there.
+    let located = store::s3::S3Store::new(aws.s3.clone(), &bucket, &prefix, &region, "-");
+    let exists = match located.locate().await {
+        Ok(()) => true,
         Err(e) if e.status == Some(404) || e.is("NotFound") || e.is("NoSuchBucket") => false,
         Err(e) => return Err(fail("HeadBucket")(e)),
     };
+    let s3 = &located.client();
+    let region = located.bucket_region().unwrap_or(region);
     let mut created = false;
     if !exists {
         let mut create = s3.create_bucket().bucket(&bucket);

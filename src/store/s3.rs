@@ -125,6 +125,20 @@ impl S3Store {
     /// in another region answers 301 naming its region: from then on the store's client
     /// is one for that region (one more request, only then).
     pub async fn check_bucket(&self) -> Result<()> {
+        match self.locate().await {
+            Ok(()) => Ok(()),
+            Err(e) if e.status == Some(404) || e.is("NotFound") || e.is("NoSuchBucket") => {
+                Err(Error::usage(format!(
+                    "state bucket `{}` does not exist (or is in another account); create it with `provision init-state s3://{}`",
+                    self.bucket, self.bucket
+                )))
+            }
+            Err(e) => Err(e.fail(format!("reaching state bucket {}", self.bucket), "HeadBucket")),
+        }
+    }
+
+    /// `HeadBucket`, following a 301 to the bucket's own region (see `check_bucket`).
+    pub async fn locate(&self) -> std::result::Result<(), SdkFailure> {
         let first = self
             .client()
             .head_bucket()
@@ -163,16 +177,7 @@ impl S3Store {
                 first.sdk()
             }
         };
-        match answer {
-            Ok(_) => Ok(()),
-            Err(e) if e.status == Some(404) || e.is("NotFound") || e.is("NoSuchBucket") => {
-                Err(Error::usage(format!(
-                    "state bucket `{}` does not exist (or is in another account); create it with `provision init-state s3://{}`",
-                    self.bucket, self.bucket
-                )))
-            }
-            Err(e) => Err(e.fail(format!("reaching state bucket {}", self.bucket), "HeadBucket")),
-        }
+        answer.map(|_| ())
     }
 
     /// An object's text and ETag; None when there is none.
