@@ -358,6 +358,10 @@ async fn list_and_prune_with_state_on_s3() {
         .iter()
         .filter_map(|o| o.key().map(str::to_string))
         .collect();
-    assert_eq!(keys, ["ci/s3-2.json"], "s3-1's state and lock are gone");
+    assert_eq!(
+        keys,
+        ["ci/us-east-1/s3-2.json"],
+        "s3-1's state and lock are gone"
+    );
     assert_eq!(listed(&["--state-dir", state]), [("s3-2".into(), true, 4)]);
 }
