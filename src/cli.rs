@@ -14,7 +14,7 @@ token endpoint, a resource server and one client_credentials app client per call
 service (optionally published to Secrets Manager); an API Gateway REST API (ANY / and
 ANY /{proxy+}, or the methods of [methods]) guarded by a Cognito authorizer that requires
 the scopes, deployed to stage `prod`; and the function's log group. provision calls AWS
-directly (no CloudFormation) and records what it made in <state-dir>/<stack>.json, or in
+directly (no CloudFormation) and records what it made in <state-dir>/<region>/<stack>.json, or in
 S3 (--state-dir s3://BUCKET[/PREFIX]) to share it with a team and CI.
 
 Settings come from, highest first: flags, environment, the config file

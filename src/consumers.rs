@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::config::Scope;
 use crate::errors::{Error, Result};
+use crate::names::Scope;
 
 /// The client a stack has when none is configured (`<stack>-client`, all scopes), so
 /// stacks made before clients were configurable keep theirs.

@@ -75,7 +75,7 @@ pub async fn stacks(aws: &Aws, region: &str, location: &Location) -> Result<Vec<
     let mut out: Vec<Stack> = by_name.into_values().collect();
     let locks = stream::iter(
         out.iter()
-            .map(|s| store::is_locked(location, &aws.s3, &s.stack)),
+            .map(|s| store::is_locked(location, &aws.s3, region, &s.stack)),
     )
     .buffered(AT_ONCE)
     .try_collect::<Vec<bool>>()

@@ -12,10 +12,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::errors::{Error, Result};
-use crate::store::Sink;
 
 pub const SCHEMA: u32 = 1;
 
@@ -189,10 +189,19 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp.{}", std::process::id()))
 }
 
+/// Where the `Recorder` saves: the state store's side of it (see `store::Sink`), named
+/// here as a trait so that this module, which the store reads with, needs no store.
+pub trait Save: Send + Sync {
+    fn write(&self, bytes: Vec<u8>) -> BoxFuture<'_, Result<()>>;
+    /// Waits until everything written has landed (or says why it did not).
+    fn flush(&self) -> BoxFuture<'_, Result<()>>;
+    fn delete(&self) -> BoxFuture<'_, Result<()>>;
+}
+
 /// The state of one run, saved to its store after each change. Shared by the
 /// concurrent steps of `up`; a dry run records to no store.
 pub struct Recorder {
-    sink: Sink,
+    sink: Box<dyn Save>,
     inner: Mutex<StateFile>,
     /// Serializes writes, and holds what was last written (so a write that a later
     /// one already covered is skipped, and the newest always lands last).
@@ -200,9 +209,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(sink: Sink, state: StateFile) -> Self {
+    pub fn new(sink: impl Save + 'static, state: StateFile) -> Self {
         Recorder {
-            sink,
+            sink: Box::new(sink),
             inner: Mutex::new(state),
             written: tokio::sync::Mutex::new(None),
         }
@@ -287,6 +296,7 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Sink;
     use std::os::unix::fs::PermissionsExt;
 
     fn sample() -> StateFile {

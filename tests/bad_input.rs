@@ -368,7 +368,7 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
     let mut failures = Vec::new();
     for c in &cases {
         let state = c.state.unwrap_or(GOOD_STATE);
-        std::fs::create_dir_all(h.state_dir()).unwrap();
+        std::fs::create_dir_all(h.state_file().parent().unwrap()).unwrap();
         std::fs::write(h.state_file(), state).unwrap();
         for (name, content) in &c.files {
             std::fs::write(h.dir.path().join(name), content).unwrap();

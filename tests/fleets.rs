@@ -148,7 +148,7 @@ async fn five_stacks_up_at_once_then_list_and_prune_within_api_gateways_quotas()
 
     // `list`: all five, also the one whose state file is gone; nothing foreign.
     foreign_resources(&h).await;
-    std::fs::remove_file(h.state_dir().join("pr-4.json")).unwrap();
+    std::fs::remove_file(h.state_dir().join("us-east-1").join("pr-4.json")).unwrap();
     let list = h.json(&["list"]);
     assert_eq!(list["region"], "us-east-1");
     let stacks = list["stacks"].as_array().unwrap();
@@ -210,7 +210,11 @@ async fn five_stacks_up_at_once_then_list_and_prune_within_api_gateways_quotas()
     );
     for stack in ["pr-1", "pr-2", "pr-3", "pr-4"] {
         assert_eq!(census(&h, stack).await, [0; 5], "{stack} left something");
-        assert!(!h.state_dir().join(format!("{stack}.json")).exists());
+        assert!(!h
+            .state_dir()
+            .join("us-east-1")
+            .join(format!("{stack}.json"))
+            .exists());
     }
     assert_eq!(census(&h, "keep-1").await, [1; 5], "keep-1 untouched");
     json_for(&h, "keep-1", &["status"], 0);
@@ -359,6 +363,10 @@ async fn list_and_prune_with_state_on_s3() {
         .iter()
         .filter_map(|o| o.key().map(str::to_string))
         .collect();
-    assert_eq!(keys, ["ci/s3-2.json"], "s3-1's state and lock are gone");
+    assert_eq!(
+        keys,
+        ["ci/us-east-1/s3-2.json"],
+        "s3-1's state and lock are gone"
+    );
     assert_eq!(listed(&["--state-dir", state]), [("s3-2".into(), true, 4)]);
 }

@@ -268,7 +268,10 @@ async fn the_client_secret_never_reaches_the_state_file_logs_or_output() {
     assert!(seen.contains("aws request"), "-vv logged the requests");
     assert!(!seen.contains(&secret), "the client secret was printed");
     use std::os::unix::fs::PermissionsExt;
-    for file in ["state/it-stack.json", "state/it-stack.lock"] {
+    for file in [
+        "state/us-east-1/it-stack.json",
+        "state/us-east-1/it-stack.lock",
+    ] {
         let path = h.dir.path().join(file);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&secret), "the client secret is in {file}");

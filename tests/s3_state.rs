@@ -11,7 +11,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use serde_json::Value;
 
 use common::proxy::Proxy;
-use common::{actions, Harness, Run};
+use common::{actions, Harness, Run, REGION};
 
 const BUCKET: &str = "provision-team-state";
 const PREFIX: &str = "ci";
@@ -68,11 +68,11 @@ async fn object(s3: &aws_sdk_s3::Client, key: &str) -> Option<String> {
 }
 
 fn state_key(h: &Harness) -> String {
-    format!("{PREFIX}/{}.json", h.stack)
+    format!("{PREFIX}/{REGION}/{}.json", h.stack)
 }
 
 fn lock_key(h: &Harness) -> String {
-    format!("{PREFIX}/{}.lock", h.stack)
+    format!("{PREFIX}/{REGION}/{}.lock", h.stack)
 }
 
 #[tokio::test]
@@ -154,16 +154,42 @@ async fn two_machines_share_one_stack_and_one_lock() {
         "the state, no lock left"
     );
 
-    // With --lock-wait both succeed: the second waits, then finds nothing to do.
-    let a = spawn_s3(
-        &elsewhere(&h, "a"),
-        &["-o", "json", "--lock-wait", "60", "up", "--memory", "256"],
+    // With --lock-wait both succeed: the second waits, then finds nothing to do. The
+    // first is held at the proxy (its 8th answer) so the second surely meets its lock.
+    let proxy = Proxy::start(&h.url);
+    proxy.hold_at(8);
+    let a = {
+        let mut c = elsewhere(&h, "a");
+        c.env("AWS_ENDPOINT_URL", &proxy.url);
+        spawn_s3(
+            &c,
+            &["-o", "json", "--lock-wait", "60", "up", "--memory", "256"],
+        )
+    };
+    assert!(
+        proxy.wait_held(Duration::from_secs(30)),
+        "the first got going"
     );
-    let b = spawn_s3(
+    let mut b = spawn_s3(
         &elsewhere(&h, "b"),
         &["-o", "json", "--lock-wait", "60", "up", "--memory", "256"],
     );
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let b_err = Lines::follow(b.stderr.take().unwrap());
+    let waited = b_err.wait_for(
+        &format!("waiting for the lock held by pid {}", a.id()),
+        Duration::from_secs(30),
+    );
+    proxy.release();
+    let (a, b_out) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        waited,
+        "the second reported waiting for the first: {}",
+        b_err.text()
+    );
+    let b = std::process::Output {
+        stderr: b_err.text().into_bytes(),
+        ..b_out
+    };
     assert_eq!(
         a.status.code(),
         Some(0),
@@ -195,7 +221,8 @@ async fn two_machines_share_one_stack_and_one_lock() {
     assert_eq!(outputs.code, 0, "{}", outputs.describe());
     assert_eq!(
         outputs.json(),
-        reports[0]["outputs"],
+        // b's: it talked to the emulator directly, as c does (a's URLs name the proxy).
+        reports[1]["outputs"],
         "the same outputs from anywhere"
     );
     assert_eq!(run_s3(&h, c(), &["token"]).code, 0);
@@ -247,6 +274,127 @@ async fn two_machines_share_one_stack_and_one_lock() {
     assert_eq!(down.code, 0, "{}", down.describe());
     sdk.assert_empty().await;
     assert!(keys(&s3).await.is_empty(), "neither state nor lock left");
+}
+
+/// A child's stderr read in the background, to see what it says while it runs.
+struct Lines {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Lines {
+    fn follow(stderr: std::process::ChildStderr) -> Lines {
+        use std::io::BufRead;
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Lines { lines }
+    }
+
+    fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(needle))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_holder_renews_its_lease_and_releases_the_lock_when_interrupted() {
+    let mut h = Harness::new();
+    h.state_location = Some(state_dir());
+    init(&h);
+    let s3 = s3(&h.url);
+    let proxy = Proxy::start(&h.url);
+    // Held at the proxy for 8 s, longer than its 5 s lease: only renewals keep it.
+    proxy.hold_at(8);
+    let mut holder = h.command_via(&proxy);
+    holder
+        .args(with_s3(&["--lock-lease", "5", "up"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let holder = holder.spawn().unwrap();
+    assert!(
+        proxy.wait_held(Duration::from_secs(30)),
+        "the holder got going"
+    );
+    std::thread::sleep(Duration::from_secs(8));
+    let other = run_s3(&h, elsewhere(&h, "b"), &["up"]);
+    assert_eq!(other.code, 4, "the lease was renewed: {}", other.describe());
+    assert!(
+        other
+            .stderr
+            .contains(&format!("locked by pid {}", holder.id())),
+        "{}",
+        other.stderr
+    );
+    let renewed = object(&s3, &lock_key(&h)).await.unwrap();
+    assert!(
+        serde_json::from_str::<Value>(&renewed).unwrap()["renewals"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "each renewal writes a new body: {renewed}"
+    );
+    proxy.release();
+    let out = holder.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Interrupted mid-run (SIGINT, as CI's first signal): the S3 lock goes with it.
+    proxy.hold_at(6);
+    let mut run = h.command_via(&proxy);
+    run.args(with_s3(&["up", "--memory", "256"]))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let run = run.spawn().unwrap();
+    assert!(
+        proxy.wait_held(Duration::from_secs(30)),
+        "the run got going"
+    );
+    assert!(
+        object(&s3, &lock_key(&h)).await.is_some(),
+        "it holds the lock"
+    );
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(
+        unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    proxy.release();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(object(&s3, &lock_key(&h)).await, None, "lock released");
+    assert_eq!(run_s3(&h, elsewhere(&h, "b"), &["down"]).code, 0);
 }
 
 fn spawn_s3(cmd: &Command, args: &[&str]) -> Child {
@@ -480,7 +628,7 @@ async fn a_handler_over_lambdas_50_mb_goes_through_the_state_bucket() {
     let artifacts: Vec<String> = keys(&s3)
         .await
         .into_iter()
-        .filter(|k| k.starts_with(&format!("{PREFIX}/artifacts/{}/", h.stack)))
+        .filter(|k| k.starts_with(&format!("{PREFIX}/{REGION}/artifacts/{}/", h.stack)))
         .collect();
     assert_eq!(
         artifacts.len(),
@@ -504,4 +652,32 @@ async fn a_handler_over_lambdas_50_mb_goes_through_the_state_bucket() {
     assert_eq!(down.code, 0, "{}", down.describe());
     assert!(keys(&s3).await.is_empty(), "no package, state or lock left");
     h.aws().await.assert_empty().await;
+
+    // The bucket is in us-east-1; Lambda in eu-west-1 cannot take code from it: exit 2
+    // before anything is written (the proxy sees only reads).
+    let proxy = Proxy::start(&h.url);
+    let elsewhere = h.run_via(
+        &proxy,
+        &[
+            "--region",
+            "eu-west-1",
+            "up",
+            "--handler",
+            big.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(elsewhere.code, 2, "{}", elsewhere.describe());
+    assert!(
+        elsewhere.stderr.contains("only in its own region")
+            && elsewhere.stderr.contains("us-east-1"),
+        "{}",
+        elsewhere.stderr
+    );
+    let writes: Vec<String> = proxy
+        .seen()
+        .into_iter()
+        .filter(|op| common::proxy::is_write(op))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert!(keys(&s3).await.is_empty(), "nothing written");
 }

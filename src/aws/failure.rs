@@ -42,6 +42,11 @@ impl SdkFailure {
         }
     }
 
+    /// Not sent: the run lost its lock (see `fence`).
+    pub fn fenced(&self) -> bool {
+        self.is(crate::fence::FENCED)
+    }
+
     pub fn is(&self, code: &str) -> bool {
         self.code.as_deref() == Some(code)
     }
@@ -92,6 +97,13 @@ impl SdkFailure {
     pub fn fail(self, doing: impl Into<String>, operation: &'static str) -> Error {
         if self.is(INTERRUPTED) {
             return Error::Interrupted;
+        }
+        if self.fenced() {
+            return Error::Locked(format!(
+                "{} ({} not sent); this run sends nothing more and leaves the state as it was: the run holding the lock now records what it does. Run again once it is done",
+                self.message,
+                doing.into()
+            ));
         }
         let hint = if self.credentials {
             Some("configure AWS credentials (environment, profile, SSO or role); for a local emulator any key works, e.g. AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test".to_string())
@@ -162,6 +174,18 @@ where
                     err,
                     SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
                 );
+            if let Some(at) = chain.find(crate::fence::FENCED) {
+                let why = chain[at + crate::fence::FENCED.len()..].trim_start_matches(": ");
+                return SdkFailure {
+                    code: Some(crate::fence::FENCED.into()),
+                    message: why.to_string(),
+                    status: None,
+                    in_doubt: false,
+                    transport: false,
+                    credentials: false,
+                    retry_after: None,
+                };
+            }
             match &err {
                 SdkError::ServiceError(se) => {
                     let e = se.err();

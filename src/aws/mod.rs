@@ -17,6 +17,8 @@ use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor}
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::date_time::Format;
+use aws_smithy_types::DateTime;
 use aws_types::region::Region;
 
 use crate::errors::{Error, Result};
@@ -164,7 +166,7 @@ impl Intercept for Counter {
 
     fn read_before_transmit(
         &self,
-        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
@@ -172,6 +174,12 @@ impl Intercept for Counter {
             .load::<Metadata>()
             .map(|m| m.name().to_string())
             .unwrap_or_else(|| "unknown".into());
+        // Every attempt, retries too: a run that lost its lease sends no write at all.
+        if fenced(self.service, &op, context.request().uri()) {
+            if let Err(why) = crate::fence::check() {
+                return Err(format!("{}: {why}", crate::fence::FENCED).into());
+            }
+        }
         let attempt = self.log.record(format!("{}:{op}", self.service));
         cfg.interceptor_state().store_put(Attempt(attempt));
         Ok(())
@@ -190,16 +198,28 @@ impl Intercept for Counter {
     }
 }
 
+/// Whether a request is a write the fence guards (see `fence`), decided by its
+/// operation's name: reads pass, as do the lock's own requests (its renewal is what
+/// keeps the lease; its release only ever deletes our own lock, by ETag).
+fn fenced(service: &str, op: &str, uri: &str) -> bool {
+    const READS: [&str; 6] = ["Get", "List", "Describe", "Head", "Filter", "Lookup"];
+    if READS.iter().any(|r| op.starts_with(r)) {
+        return false;
+    }
+    let path = uri.split('?').next().unwrap_or(uri);
+    !(service == "s3" && path.ends_with(".lock"))
+}
+
 /// S3's clock, as its last answer's `Date` header gave it: a lease lock's age is judged
 /// by S3's time, never the local one (see `store::s3`).
 static S3_DATE: Mutex<Option<String>> = Mutex::new(None);
 
-pub fn last_s3_date() -> Option<aws_smithy_types::DateTime> {
+pub fn last_s3_date() -> Option<DateTime> {
     S3_DATE
         .lock()
         .expect("s3 date")
         .as_deref()
-        .and_then(crate::store::s3::http_date)
+        .and_then(|d| DateTime::from_str(d, Format::HttpDate).ok())
 }
 
 #[derive(Debug)]
@@ -262,10 +282,10 @@ pub async fn resolve_region(given: Option<&str>, local: bool) -> Result<String> 
     match chain.region().await {
         Some(r) => {
             let r = r.to_string();
-            crate::config::validate_region(&r)?;
+            crate::names::validate_region(&r)?;
             Ok(r)
         }
-        None if local => Ok(crate::config::LOCAL_DEFAULT_REGION.to_string()),
+        None if local => Ok(crate::names::LOCAL_DEFAULT_REGION.to_string()),
         None => Err(Error::usage(
             "region: none configured; pass --region, set AWS_REGION, or set it in the profile or provision.toml",
         )),

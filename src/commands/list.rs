@@ -16,11 +16,13 @@ use crate::store::Store;
 pub(super) async fn connect(target: &Target) -> Result<(Aws, String)> {
     let region = aws::resolve_region(target.region.as_deref(), target.is_local()).await?;
     config::check_partition(&region, target.is_local())?;
-    let aws = Aws::connect(&region, target.endpoint_url.as_deref()).await;
-    // For S3 state: the bucket must be there (exit 2 naming it).
-    Store::open(&target.state, &target.stack, &aws.s3)
-        .check()
-        .await?;
+    let mut aws = Aws::connect(&region, target.endpoint_url.as_deref()).await;
+    // For S3 state: the bucket must be there (exit 2 naming it), in whichever region.
+    let store = Store::open(&target.state, &region, &target.stack, &aws.s3);
+    store.check().await?;
+    if let Some(s3) = store.s3_client() {
+        aws.s3 = s3;
+    }
     Ok((aws, region))
 }
 

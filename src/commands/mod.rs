@@ -81,23 +81,20 @@ struct Open {
 /// after the lock was taken, the lock is released.
 async fn open(target: &Target, how: Open) -> Result<Session> {
     // A local state file pins the region unless one is named (read again under the lock).
-    let pinned = match &target.state {
-        Location::Dir(dir) => store::file::FileStore::new(dir, &target.stack)
-            .read()?
-            .map(|t| state::parse(&t, &target.state.state_name(&target.stack)))
-            .transpose()?
-            .map(|s| s.region),
-        Location::S3 { .. } => None,
-    };
+    let pinned = store::pinned_region(&target.state, &target.stack)?;
     let region = match (&target.region, pinned) {
         (Some(r), _) => r.clone(),
         (None, Some(r)) => r,
         (None, None) => aws::resolve_region(None, target.is_local()).await?,
     };
     config::check_partition(&region, target.is_local())?;
-    let aws = Aws::connect(&region, target.endpoint_url.as_deref()).await;
-    let store = Store::open(&target.state, &target.stack, &aws.s3);
+    let mut aws = Aws::connect(&region, target.endpoint_url.as_deref()).await;
+    let store = Store::open(&target.state, &region, &target.stack, &aws.s3);
     store.check().await?;
+    // The state bucket may live in another region: S3 requests go there.
+    if let Some(s3) = store.s3_client() {
+        aws.s3 = s3;
+    }
     let lock = if how.lock {
         Some(store.lock(target.lock).await?)
     } else {
@@ -191,7 +188,10 @@ fn context<'a>(
         artifacts: match &target.state {
             Location::S3 { bucket, prefix } => Some((
                 bucket.clone(),
-                store::s3::key(prefix, &format!("artifacts/{}/", target.stack)),
+                store::s3::key(
+                    prefix,
+                    &format!("{}/artifacts/{}/", session.region, target.stack),
+                ),
             )),
             Location::Dir(_) => None,
         },

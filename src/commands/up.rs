@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use super::converge::converge;
 use super::{check_handler, context, emit, open, resolve_prefix, sorted, Open, Run, Session};
+use crate::aws;
 use crate::cli::Format;
 use crate::client;
 use crate::config::{Desired, Target};
@@ -13,7 +14,7 @@ use crate::package;
 use crate::report::{self, RunReport};
 use crate::resources::{domain, stage, user_pool};
 use crate::state::{Outputs, Recorder};
-use crate::store::{Location, Sink};
+use crate::store::{self, Location, Sink};
 
 pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Format) -> Result<i32> {
     let started = Instant::now();
@@ -25,6 +26,11 @@ pub async fn up(target: &Target, desired: &Desired, dry_run: bool, format: Forma
         matches!(target.state, Location::S3 { .. }),
     )?;
     check_handler(target, desired, &package)?;
+    if package.needs_s3() {
+        let region = aws::resolve_region(target.region.as_deref(), target.is_local()).await?;
+        let aws = aws::Aws::connect(&region, target.endpoint_url.as_deref()).await;
+        store::check_package_route(&target.state, &region, &target.stack, &aws.s3).await?;
+    }
     let mut session = open(
         target,
         Open {

@@ -1,11 +1,24 @@
 //! Where a stack's state lives, and how one run at a time is ensured: a local directory
-//! (`<dir>/<stack>.json` written atomically, a `flock`ed `<stack>.lock`) or S3
-//! (`s3://BUCKET/PREFIX`: `<stack>.json` written with conditional writes, and a lease
-//! lock `<stack>.lock` that a dead holder cannot wedge). A command opens the store once;
-//! resource modules only ever see the `Recorder`, never which store it is.
+//! (`<dir>/<region>/<stack>.json` written atomically, a `flock`ed `<stack>.lock` beside
+//! it) or S3 (`s3://BUCKET/PREFIX/<region>/`: `<stack>.json` written with conditional
+//! writes, and a lease lock `<stack>.lock` that a dead holder cannot wedge). One location
+//! serves every region. A command opens the store once; resource modules only ever see
+//! the `Recorder`, never which store it is.
+//!
+//! The older layout (`<location>/<stack>.json`, no region) is still read: a state there
+//! whose recorded region is the run's is moved to the new place by the next run that
+//! takes the lock. An older provision may still be running on it, holding the old lock
+//! (`<location>/<stack>.lock`), which it alone knows: while that lock is live the move
+//! waits (exit 4, naming its holder), so the two never work on one stack at once. Once
+//! moved, an older provision finds no state at the old place and finds the stack by its
+//! tags, as without a state: upgrade the runners sharing a location together.
 
 pub mod file;
+pub mod lease;
 pub mod s3;
+mod sink;
+
+pub use sink::{Behind, Sink};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,13 +55,9 @@ impl Location {
         })
     }
 
-    /// The state's address, for messages: a path or an s3:// URL.
-    pub fn state_name(&self, stack: &str) -> String {
-        self.name(&format!("{stack}.json"))
-    }
-
-    pub fn lock_name(&self, stack: &str) -> String {
-        self.name(&format!("{stack}.lock"))
+    /// The lock's address, for messages: a path or an s3:// URL.
+    pub fn lock_name(&self, region: &str, stack: &str) -> String {
+        self.name(&format!("{region}/{stack}.lock"))
     }
 
     fn name(&self, file: &str) -> String {
@@ -103,7 +112,7 @@ pub struct LockOpts {
     pub wait: Duration,
 }
 
-/// The state store of one stack.
+/// The state store of one stack in one region.
 pub enum Store {
     Dir(file::FileStore),
     S3(s3::S3Store),
@@ -113,7 +122,7 @@ pub enum Store {
 /// when the process dies, an S3 one when its lease runs out.
 pub enum Lock {
     File(file::FileLock),
-    S3(s3::LeaseLock),
+    S3(lease::LeaseLock),
 }
 
 impl Lock {
@@ -125,13 +134,46 @@ impl Lock {
     }
 }
 
+/// Says that the run waits for a held lock: once by default (a CI log shows why the
+/// job stands still), then at each look with -v.
+fn say_waiting(told: &mut bool, holder: &str, wait: Duration) {
+    let line = format!("waiting for the lock held by {holder}");
+    if *told {
+        crate::report::info(&line);
+    } else {
+        crate::report::warn(&format!(
+            "{line}; waiting up to {}s (--lock-wait)",
+            wait.as_secs()
+        ));
+        *told = true;
+    }
+}
+
+/// Waits `pause` before looking at a held lock again, unless the run is interrupted
+/// first: a lock wait ends at the first signal.
+async fn pause_or_interrupt(pause: Duration) -> Result<()> {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => Ok(()),
+        _ = crate::interrupt::wait() => Err(Error::Interrupted),
+    }
+}
+
 impl Store {
-    pub fn open(location: &Location, stack: &str, s3_client: &aws_sdk_s3::Client) -> Store {
+    pub fn open(
+        location: &Location,
+        region: &str,
+        stack: &str,
+        s3_client: &aws_sdk_s3::Client,
+    ) -> Store {
         match location {
-            Location::Dir(dir) => Store::Dir(file::FileStore::new(dir, stack)),
-            Location::S3 { bucket, prefix } => {
-                Store::S3(s3::S3Store::new(s3_client.clone(), bucket, prefix, stack))
-            }
+            Location::Dir(dir) => Store::Dir(file::FileStore::new(dir, region, stack)),
+            Location::S3 { bucket, prefix } => Store::S3(s3::S3Store::new(
+                s3_client.clone(),
+                bucket,
+                prefix,
+                region,
+                stack,
+            )),
         }
     }
 
@@ -142,11 +184,29 @@ impl Store {
         }
     }
 
-    /// The store is there: for S3, the bucket (exit 2 naming it when it is not).
+    /// The store is there: for S3, the bucket (exit 2 naming it when it is not), found
+    /// in whichever region it lives.
     pub async fn check(&self) -> Result<()> {
         match self {
             Store::Dir(_) => Ok(()),
             Store::S3(s) => s.check_bucket().await,
+        }
+    }
+
+    /// The S3 client for the state bucket's region (after `check`): the one to use for
+    /// anything else kept in that bucket.
+    pub fn s3_client(&self) -> Option<aws_sdk_s3::Client> {
+        match self {
+            Store::Dir(_) => None,
+            Store::S3(s) => Some(s.client()),
+        }
+    }
+
+    /// The state bucket's region, once `check` found it.
+    pub fn bucket_region(&self) -> Option<String> {
+        match self {
+            Store::Dir(_) => None,
+            Store::S3(s) => s.bucket_region(),
         }
     }
 
@@ -157,14 +217,46 @@ impl Store {
         }
     }
 
-    /// The state, if there is one; anything unusable is an error (exit 2).
+    /// The state, if there is one; anything unusable is an error (exit 2). A state in
+    /// the older layout for this region is read too, and moved when this run holds the
+    /// lock (see the module's comment).
     pub async fn load(&self) -> Result<Option<StateFile>> {
         let name = self.name();
         let text = match self {
             Store::Dir(f) => f.read()?,
             Store::S3(s) => s.read().await?,
         };
-        text.map(|t| state::parse(&t, &name)).transpose()
+        if let Some(t) = text {
+            return state::parse(&t, &name).map(Some);
+        }
+        let (old_name, old) = match self {
+            Store::Dir(f) => (f.legacy_path().display().to_string(), f.read_legacy()?),
+            Store::S3(s) => (s.legacy_url(), s.read_legacy().await?),
+        };
+        let Some((text, old_version)) = old else {
+            return Ok(None);
+        };
+        let found = state::parse(&text, &old_name)?;
+        let region = match self {
+            Store::Dir(f) => f.region(),
+            Store::S3(s) => s.region(),
+        };
+        if found.region != region {
+            // Another region's, in the older layout: not this run's to read or move.
+            return Ok(None);
+        }
+        let locked = match self {
+            Store::Dir(f) => f.holds_lock(),
+            Store::S3(s) => s.holds_lock(),
+        };
+        if locked {
+            match self {
+                Store::Dir(f) => f.move_legacy(text.as_bytes())?,
+                Store::S3(s) => s.move_legacy(text.into_bytes(), old_version).await?,
+            }
+            crate::report::info(&format!("moved the state {old_name} to {name}"));
+        }
+        Ok(Some(found))
     }
 
     /// Where the `Recorder` writes.
@@ -176,32 +268,86 @@ impl Store {
     }
 }
 
-/// The stacks with a state in `location` for `region` (their `<stack>.json`). A state
-/// that cannot be read is passed over with a warning: `list` is for finding stacks.
+/// The region a local state directory pins for `stack` when none is named: the one
+/// region it has a state for (`<dir>/<region>/<stack>.json`), else the region recorded
+/// in an older-layout `<dir>/<stack>.json`. None when there is none, or several.
+pub fn pinned_region(location: &Location, stack: &str) -> Result<Option<String>> {
+    let Location::Dir(dir) = location else {
+        return Ok(None);
+    };
+    let regions = file::regions_with(dir, stack)?;
+    match regions.as_slice() {
+        [one] => return Ok(Some(one.clone())),
+        [] => {}
+        _ => return Ok(None),
+    }
+    let legacy = file::FileStore::new(dir, "", stack);
+    match legacy.read_legacy()? {
+        Some((text, _)) => Ok(Some(
+            state::parse(&text, &legacy.legacy_path().display().to_string())?.region,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The stacks with a state in `location` for `region` (`<region>/<stack>.json`, and
+/// older-layout states recording that region). A state that cannot be read is passed
+/// over with a warning: `list` is for finding stacks.
 pub async fn stacks_in(
     location: &Location,
     s3_client: &aws_sdk_s3::Client,
     region: &str,
 ) -> Result<Vec<String>> {
-    let names = match location {
-        Location::Dir(dir) => file::stacks_in(dir)?,
-        Location::S3 { bucket, prefix } => s3::stacks_in(s3_client, bucket, prefix).await?,
+    let (names, legacy) = match location {
+        Location::Dir(dir) => (file::stacks_in(&dir.join(region))?, file::stacks_in(dir)?),
+        Location::S3 { bucket, prefix } => (
+            s3::stacks_in(s3_client, bucket, &s3::key(prefix, region)).await?,
+            s3::stacks_in(s3_client, bucket, prefix).await?,
+        ),
     };
-    let reads = names.into_iter().map(|stack| async move {
-        let store = Store::open(location, &stack, s3_client);
-        match store.load().await {
-            Ok(Some(s)) if s.region == region => Ok(Some(stack)),
-            Ok(_) => Ok(None),
-            Err(Error::State { path, message }) => {
-                crate::report::warn(&format!("state file {path}: {message}; not listed"));
-                Ok(None)
+    // An older-layout state names its region inside: read it to know.
+    let reads = legacy
+        .into_iter()
+        .filter(|stack| !names.contains(stack))
+        .map(|stack| async move {
+            let store = Store::open(location, region, &stack, s3_client);
+            match store.load().await {
+                Ok(Some(_)) => Ok(Some(stack)),
+                Ok(None) => Ok(None),
+                Err(Error::State { path, message }) => {
+                    crate::report::warn(&format!("state file {path}: {message}; not listed"));
+                    Ok(None)
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        }
-    });
+        });
     use futures_util::stream::{self, StreamExt, TryStreamExt};
     let found: Vec<Option<String>> = stream::iter(reads).buffered(8).try_collect().await?;
-    Ok(found.into_iter().flatten().collect())
+    let mut all: Vec<String> = names
+        .into_iter()
+        .chain(found.into_iter().flatten())
+        .collect();
+    all.sort();
+    Ok(all)
+}
+
+/// A package over Lambda's direct upload goes through the state bucket, and Lambda
+/// takes code from S3 only in its own region: with the bucket elsewhere, exit 2 before
+/// anything is written, saying so.
+pub async fn check_package_route(
+    location: &Location,
+    region: &str,
+    stack: &str,
+    s3_client: &aws_sdk_s3::Client,
+) -> Result<()> {
+    let store = Store::open(location, region, stack, s3_client);
+    store.check().await?;
+    match (store.bucket_region(), location) {
+        (Some(home), Location::S3 { bucket, .. }) if home != region => Err(Error::usage(format!(
+            "handler package: over Lambda's 50 MB direct upload, so it must go through the state bucket `{bucket}`, but that bucket is in {home} and Lambda takes code from S3 only in its own region ({region}); shrink the package, or keep the state in a bucket of {region}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a live run holds the stack's lock (a local `flock`, or an S3 lease that has
@@ -209,136 +355,12 @@ pub async fn stacks_in(
 pub async fn is_locked(
     location: &Location,
     s3_client: &aws_sdk_s3::Client,
+    region: &str,
     stack: &str,
 ) -> Result<bool> {
-    match Store::open(location, stack, s3_client) {
+    match Store::open(location, region, stack, s3_client) {
         Store::Dir(f) => f.is_locked(),
         Store::S3(s) => s.is_locked().await,
-    }
-}
-
-/// Where the bytes of the state go.
-pub enum Sink {
-    /// Written at once, atomically: cheap, and what crash safety rests on.
-    File(PathBuf),
-    /// Written behind the run (see `Behind`).
-    S3(Behind),
-    /// Nowhere: a dry run, `status`.
-    None,
-}
-
-impl Sink {
-    pub async fn write(&self, bytes: Vec<u8>) -> Result<()> {
-        match self {
-            Sink::File(path) => state::write_atomic(path, &bytes),
-            Sink::S3(b) => b.write(bytes),
-            Sink::None => Ok(()),
-        }
-    }
-
-    /// Waits until everything written has landed (or says why it did not).
-    pub async fn flush(&self) -> Result<()> {
-        match self {
-            Sink::S3(b) => b.flush().await,
-            _ => Ok(()),
-        }
-    }
-
-    pub async fn delete(&self) -> Result<()> {
-        match self {
-            Sink::File(path) => match std::fs::remove_file(path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::io(
-                    format!("removing state file {}", path.display()),
-                    e,
-                )),
-            },
-            Sink::S3(b) => {
-                b.flush().await?;
-                b.store.delete().await
-            }
-            Sink::None => Ok(()),
-        }
-    }
-}
-
-/// State writes to S3 behind the run: a request each, which would otherwise sit on the
-/// critical path (a resource's id is recorded before its children start). One writer
-/// sends them in order, skipping those a newer one already covers; every write stays
-/// conditional (a 412 stops the run: the next `write` and the final `flush` report it).
-/// Killed before the last write lands, a rerun finds what is missing from the state by
-/// its tags, as without a state.
-pub struct Behind {
-    store: s3::S3Store,
-    queue: tokio::sync::mpsc::UnboundedSender<Queued>,
-    /// The first failure: (a lost race, exit 4; else exit 1), and what it said.
-    failed: std::sync::Arc<std::sync::Mutex<Option<(bool, String)>>>,
-}
-
-enum Queued {
-    Write(Vec<u8>),
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-impl Behind {
-    fn start(store: s3::S3Store) -> Behind {
-        let (queue, mut rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
-        let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let (writer, failure) = (store.clone(), failed.clone());
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let (mut latest, mut waiting) = (None, Vec::new());
-                match first {
-                    Queued::Write(b) => latest = Some(b),
-                    Queued::Flush(tx) => waiting.push(tx),
-                }
-                // Everything queued meanwhile: only the newest state matters.
-                while let Ok(next) = rx.try_recv() {
-                    match next {
-                        Queued::Write(b) => latest = Some(b),
-                        Queued::Flush(tx) => waiting.push(tx),
-                    }
-                }
-                let ok = failure.lock().expect("failure").is_none();
-                if let (Some(bytes), true) = (latest, ok) {
-                    if let Err(e) = writer.write(bytes).await {
-                        let lost_race = matches!(e, Error::Locked(_));
-                        *failure.lock().expect("failure") = Some((lost_race, e.to_string()));
-                    }
-                }
-                for tx in waiting {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        Behind {
-            store,
-            queue,
-            failed,
-        }
-    }
-
-    fn failure(&self) -> Result<()> {
-        match self.failed.lock().expect("failure").clone() {
-            None => Ok(()),
-            Some((true, message)) => Err(Error::Locked(message)),
-            Some((false, message)) => Err(Error::Http(message)),
-        }
-    }
-
-    fn write(&self, bytes: Vec<u8>) -> Result<()> {
-        self.failure()?;
-        let _ = self.queue.send(Queued::Write(bytes));
-        Ok(())
-    }
-
-    async fn flush(&self) -> Result<()> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.queue.send(Queued::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
-        self.failure()
     }
 }
 
@@ -360,12 +382,21 @@ mod tests {
                 prefix: "ci/stacks".into()
             }
         );
-        assert_eq!(s3.state_name("m2m"), "s3://team-state/ci/stacks/m2m.json");
+        assert_eq!(
+            s3.lock_name("eu-west-1", "m2m"),
+            "s3://team-state/ci/stacks/eu-west-1/m2m.lock"
+        );
         assert_eq!(
             Location::parse(Path::new("s3://b-1.x"))
                 .unwrap()
-                .lock_name("m2m"),
-            "s3://b-1.x/m2m.lock"
+                .lock_name("us-east-1", "m2m"),
+            "s3://b-1.x/us-east-1/m2m.lock"
+        );
+        assert_eq!(
+            Location::parse(Path::new("st"))
+                .unwrap()
+                .lock_name("us-east-1", "m2m"),
+            "st/us-east-1/m2m.lock"
         );
         for (bad, says) in [
             ("s3://", "no bucket"),

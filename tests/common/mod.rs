@@ -139,6 +139,9 @@ pub fn readme_text() -> String {
         .join(" ")
 }
 
+/// The region the tests run in (none is set: provision's default with an endpoint).
+pub const REGION: &str = "us-east-1";
+
 /// One test's view: its turn on the emulator, a fresh state directory, helpers.
 pub struct Harness {
     _turn: MutexGuard<'static, ()>,
@@ -274,8 +277,12 @@ impl Harness {
         self.dir.path().join("state")
     }
 
+    /// `<state dir>/<region>/<stack>.json`: the tests run in us-east-1 (the emulator's
+    /// default when no region is set).
     pub fn state_file(&self) -> PathBuf {
-        self.state_dir().join(format!("{}.json", self.stack))
+        self.state_dir()
+            .join(REGION)
+            .join(format!("{}.json", self.stack))
     }
 
     /// Where the binary writes the AWS operations it sent (see PROVISION_CALL_LOG).

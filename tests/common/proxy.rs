@@ -314,6 +314,15 @@ impl Proxy {
     }
 }
 
+/// Whether an operation of `Proxy::seen` (`service:Operation`; S3: `s3:METHOD /bucket/key`)
+/// changes anything: reads are Get/List/Describe/Head (S3: GET and HEAD); the rest are
+/// writes. For counting the writes a run sends after a point (a fenced run must send none).
+pub fn is_write(op: &str) -> bool {
+    let op = op.split_once(':').map_or(op, |(_, op)| op);
+    const READS: [&str; 6] = ["Get", "List", "Describe", "Head", "GET ", "HEAD "];
+    !READS.iter().any(|r| op.starts_with(r))
+}
+
 /// Reads one HTTP/1.1 request (head + Content-Length body). None at EOF.
 async fn read_request(
     conn: &mut TcpStream,
