@@ -49,7 +49,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     pub endpoint_url: Option<String>,
 
-    /// Where the state lives: a directory (<DIR>/<stack>.json, a local lock beside it),
+    /// Where the state lives: a directory (<DIR>/<REGION>/<stack>.json, a local lock beside it),
     /// or s3://BUCKET[/PREFIX] (shared by a team and CI, with a lease lock; see
     /// `provision init-state`) [default: state]
     #[arg(
@@ -140,8 +140,8 @@ pub enum Command {
     Token(ClientArg),
     /// Call the API with a fresh token; print the HTTP status and body; exit 0 only on 2xx
     Invoke(InvokeArgs),
-    /// Print a client's id, secret, token URL and scope, for its calling service. The one
-    /// command that prints a secret; it writes nothing anywhere
+    /// Print a client's id, secret, token URL and scope, for its calling service. With
+    /// `rotate --show-secret`, the only output that holds a secret; it writes nothing anywhere
     Credentials(ClientArg),
     /// Give a client a second secret without a new client id and deliver it (a new
     /// AWSCURRENT version of its Secrets Manager secret, or --show-secret); --finish

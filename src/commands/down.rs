@@ -197,7 +197,12 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
         }
         Node::LogGroup => {
             let _activity = ctx.show.then(|| report::activity("deleting log_group"));
-            let what = log_group::delete(ctx).await?;
+            // The function goes first (the teardown graph's edge): whether it was ours.
+            let function_ours =
+                ctx.done.lock().expect("done").iter().any(|d| {
+                    d.kind == function::KIND && d.action == crate::report::Action::Deleted
+                });
+            let what = log_group::delete(ctx, function_ours).await?;
             let name = log_group::name(&ctx.function_name());
             tell(ctx, log_group::KIND, &name, None, &what, t);
             ctx.rec.remove(log_group::KIND).await?;

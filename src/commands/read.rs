@@ -142,7 +142,7 @@ pub async fn invoke(target: &Target, args: &InvokeArgs, format: Format) -> Resul
     })
 }
 
-/// The one command that prints a client secret: on explicit request, to stdout only;
+/// Prints a client secret (as only `rotate --show-secret` also does): on explicit request, to stdout only;
 /// nothing is written anywhere.
 ///
 /// It prints what DescribeUserPoolClient returns as the secret. Once a client has two

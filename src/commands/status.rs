@@ -153,8 +153,10 @@ async fn secret_ages(
     let mut ages = Vec::with_capacity(health.len());
     let now = std::time::SystemTime::now();
     for (d, h) in health.iter_mut() {
-        let (Some(pool), true) = (&pool, d.kind == app_client::KIND && *h != Health::Missing)
-        else {
+        // An extra client (ours by name, not configured) is `up`'s to delete: its
+        // secrets are nobody's to rotate, and it may have none to list.
+        let counted = d.kind == app_client::KIND && !matches!(*h, Health::Missing | Health::Extra);
+        let (Some(pool), true) = (&pool, counted) else {
             ages.push(None);
             continue;
         };
@@ -171,6 +173,15 @@ async fn secret_ages(
                     e.code.as_deref().unwrap_or("")
                 ));
                 ages.push(None);
+                continue;
+            }
+            // Cognito's answer for a client made without a secret: nothing to count.
+            Err(e) if e.is("ResourceNotFoundException") => {
+                ages.push(Some(Ages {
+                    count: 0,
+                    oldest_days: None,
+                    too_old: false,
+                }));
                 continue;
             }
             Err(e) => {

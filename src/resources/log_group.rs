@@ -222,7 +222,12 @@ async fn set_retention(ctx: &Ctx<'_>, name: &str, days: i32) -> Result<()> {
 /// is tagged for this stack: a group of the same name that is not (someone else's, or
 /// one Lambda made for a function that is not ours) is left. One read, by the ARN the
 /// name gives, instead of a listing.
-pub async fn delete(ctx: &Ctx<'_>) -> Result<Removal> {
+/// Deletes the function's log group when it is the stack's: tagged so, or untagged
+/// while `function_ours` (this run deleted the stack's own, tagged function, and
+/// Lambda writes to the group named after it: an untagged one is the group Lambda made
+/// for it, or one `up` adopted as it was, which the caller's policy may not tag). An
+/// untagged group without our function beside it is someone else's.
+pub async fn delete(ctx: &Ctx<'_>, function_ours: bool) -> Result<Removal> {
     let name = name(&ctx.function_name());
     let arn = format!(
         "arn:{}:logs:{}:{}:log-group:{name}",
@@ -246,8 +251,11 @@ pub async fn delete(ctx: &Ctx<'_>) -> Result<Removal> {
             ))
         }
     };
+    let untagged = !tags.contains_key(STACK_TAG);
     if let Some(why) = not_ours(Some(&tags), ctx.stack, &format!("log group {name}")) {
-        return Ok(Removal::Kept(why));
+        if !(untagged && function_ours) {
+            return Ok(Removal::Kept(why));
+        }
     }
     match ctx
         .aws
