@@ -2,6 +2,7 @@
 //! missing or extra; and each app client's secrets counted and aged (`--max-secret-age`
 //! makes an older one drift, so CI can enforce a rotation period).
 
+use futures_util::stream::{self, StreamExt};
 use serde_json::json;
 
 use super::converge::converge;
@@ -139,7 +140,9 @@ struct Ages {
 
 /// Per resource (in `health`'s order): for each app client that exists, its secrets'
 /// count and the age of the oldest; an app client with one older than `max_age` days
-/// becomes drifted (field `secret_age`). One ListUserPoolClientSecrets per client.
+/// becomes drifted (field `secret_age`). One ListUserPoolClientSecrets per client, sent
+/// together (at most `--max-concurrency` at once): a stack of 50 clients waits for one
+/// round trip, not 50.
 async fn secret_ages(
     target: &Target,
     aws: &crate::aws::Aws,
@@ -150,17 +153,36 @@ async fn secret_ages(
         .iter()
         .find(|(d, h)| d.kind == user_pool::KIND && *h != Health::Missing)
         .map(|(d, _)| d.id.clone());
+    // An extra client (ours by name, not configured) is `up`'s to delete: its secrets
+    // are nobody's to rotate, and it may have none to list.
+    let counted: Vec<Option<String>> = health
+        .iter()
+        .map(|(d, h)| {
+            let client =
+                d.kind == app_client::KIND && !matches!(*h, Health::Missing | Health::Extra);
+            (client && pool.is_some()).then(|| d.id.clone())
+        })
+        .collect();
+    let listed: Vec<_> = stream::iter(counted.iter().map(|id| {
+        let pool = pool.as_deref();
+        async move {
+            match (id, pool) {
+                (Some(id), Some(pool)) => Some(client_secrets::list_sdk(aws, pool, id).await),
+                _ => None,
+            }
+        }
+    }))
+    .buffered(target.concurrency.max(1))
+    .collect()
+    .await;
     let mut ages = Vec::with_capacity(health.len());
     let now = std::time::SystemTime::now();
-    for (d, h) in health.iter_mut() {
-        // An extra client (ours by name, not configured) is `up`'s to delete: its
-        // secrets are nobody's to rotate, and it may have none to list.
-        let counted = d.kind == app_client::KIND && !matches!(*h, Health::Missing | Health::Extra);
-        let (Some(pool), true) = (&pool, counted) else {
+    for ((d, h), listed) in health.iter_mut().zip(listed) {
+        let Some(listed) = listed else {
             ages.push(None);
             continue;
         };
-        let secrets = match client_secrets::list_sdk(aws, pool, &d.id).await {
+        let secrets = match listed {
             Ok(s) => s,
             // MiniStack (1.5.33) lacks the operation; AWS has it. Locally only, say so
             // and report no secrets rather than fail the whole status.
@@ -176,14 +198,7 @@ async fn secret_ages(
                 continue;
             }
             // Cognito's answer for a client made without a secret: nothing to count.
-            Err(e) if e.is("ResourceNotFoundException") => {
-                ages.push(Some(Ages {
-                    count: 0,
-                    oldest_days: None,
-                    too_old: false,
-                }));
-                continue;
-            }
+            Err(e) if e.is("ResourceNotFoundException") => Vec::new(),
             Err(e) => {
                 return Err(e.fail(
                     format!("listing the secrets of app client {}", d.id),
