@@ -65,6 +65,9 @@ pub struct Package {
     /// The zip and its code SHA-256: done, or being packed on a thread of its own.
     packing: Mutex<Option<std::thread::JoinHandle<Packed>>>,
     packed: OnceLock<Packed>,
+    /// The binary is small enough that its zip cannot pass the direct-upload limit:
+    /// `needs_s3` answers without waiting for the packing thread.
+    surely_direct: bool,
 }
 
 /// The zip, and the base64 of its SHA-256 (the form Lambda reports as `CodeSha256`).
@@ -77,6 +80,7 @@ impl Package {
             binary,
             packing: Mutex::new(None),
             packed: OnceLock::from(pack_digest(zip)),
+            surely_direct: false,
         }
     }
 
@@ -99,7 +103,7 @@ impl Package {
 
     /// Too big to send in the request: it must go through S3.
     pub fn needs_s3(&self) -> bool {
-        self.zip().len() as u64 > MAX_ZIPPED
+        !self.surely_direct && self.zip().len() as u64 > MAX_ZIPPED
     }
 
     /// The hex SHA-256 of the zip (artifact names).
@@ -171,8 +175,10 @@ fn build_reading(
     // reading AWS: a binary well under the direct-upload limit cannot zip to more than
     // the limit (deflate adds at most 5 bytes per 64 KiB block), so it is packed on a
     // thread of its own; a bigger one now, to check the zip before any AWS call.
-    if via_s3 || (bytes.len() as u64) < MAX_ZIPPED - MAX_ZIPPED / 64 {
+    let surely_direct = (bytes.len() as u64) < MAX_ZIPPED - MAX_ZIPPED / 64;
+    if via_s3 || surely_direct {
         return Ok(Package {
+            surely_direct,
             binary: info,
             packing: Mutex::new(Some(std::thread::spawn(move || {
                 pack_digest(zip_bootstrap(&bytes))
