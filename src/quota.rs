@@ -128,10 +128,9 @@ fn reserve(q: &'static Quota, now: Instant) -> Duration {
 /// Sleeps for `d`, unless the run is interrupted first (then the request waited for is
 /// not sent: nothing was done, and the run stops at once instead of after the grace).
 async fn wait(d: Duration) -> Result<(), SdkFailure> {
-    tokio::select! {
-        () = tokio::time::sleep(d) => Ok(()),
-        () = crate::interrupt::wait() => Err(SdkFailure::interrupted()),
-    }
+    crate::interrupt::sleep(d)
+        .await
+        .map_err(|_| SdkFailure::interrupted())
 }
 
 /// Waits for this process's turn at a scarce API Gateway operation (no wait for the

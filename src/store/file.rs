@@ -103,7 +103,7 @@ impl FileStore {
                 }
                 Err(holder) if started.elapsed() < wait => {
                     super::say_waiting(&mut told, &holder, wait);
-                    super::pause_or_interrupt(Duration::from_millis(200)).await?;
+                    crate::interrupt::sleep(Duration::from_millis(200)).await?;
                 }
                 Err(holder) => {
                     return Err(Error::Locked(format!(

@@ -240,7 +240,7 @@ impl S3Store {
                         &format!("{holder} (lease runs out in {left}s)"),
                         opts.wait,
                     );
-                    super::pause_or_interrupt(Duration::from_secs(1)).await?;
+                    crate::interrupt::sleep(Duration::from_secs(1)).await?;
                 }
             }
         }

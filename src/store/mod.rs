@@ -149,15 +149,6 @@ fn say_waiting(told: &mut bool, holder: &str, wait: Duration) {
     }
 }
 
-/// Waits `pause` before looking at a held lock again, unless the run is interrupted
-/// first: a lock wait ends at the first signal.
-async fn pause_or_interrupt(pause: Duration) -> Result<()> {
-    tokio::select! {
-        _ = tokio::time::sleep(pause) => Ok(()),
-        _ = crate::interrupt::wait() => Err(Error::Interrupted),
-    }
-}
-
 impl Store {
     pub fn open(
         location: &Location,
