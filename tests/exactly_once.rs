@@ -833,73 +833,12 @@ async fn privileges_beyond_what_provision_grants_are_drift_and_up_removes_them()
     assert_eq!(h.json(&["invoke"])["status"], 200);
 }
 
-/// Turns the stack `up` made into one made before roles were per region: its function
-/// runs as `<stack>-handler` (tagged for the stack, no region tag, AWS's basic execution
-/// policy attached, as those versions made it), the state file records that name, and
-/// the region-named role is gone.
-async fn make_legacy(h: &Harness, sdk: &Sdk) -> String {
-    let legacy = format!("{}-handler", h.stack);
-    let regional = format!("{}-handler-us-east-1", h.stack);
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
-    let made = sdk
-        .iam
-        .create_role()
-        .role_name(&legacy)
-        .assume_role_policy_document(trust)
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key("provision:stack")
-                .value(&h.stack)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let arn = made.role().unwrap().arn().to_string();
-    sdk.iam
-        .attach_role_policy()
-        .role_name(&legacy)
-        .policy_arn(basic)
-        .send()
-        .await
-        .unwrap();
-    sdk.lambda
-        .update_function_configuration()
-        .function_name(format!("{}-handler", h.stack))
-        .role(&arn)
-        .send()
-        .await
-        .unwrap();
-    sdk.iam
-        .delete_role_policy()
-        .role_name(&regional)
-        .policy_name("provision-handler-logs")
-        .send()
-        .await
-        .unwrap();
-    sdk.iam
-        .delete_role()
-        .role_name(&regional)
-        .send()
-        .await
-        .unwrap();
-    let mut state: Value =
-        serde_json::from_str(&std::fs::read_to_string(h.state_file()).unwrap()).unwrap();
-    state["resources"]["iam_role"] = Value::String(legacy.clone());
-    std::fs::write(h.state_file(), state.to_string()).unwrap();
-    // The function's update settles (MiniStack: about half a second).
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    legacy
-}
-
 #[tokio::test]
 async fn a_stack_made_before_roles_were_per_region_keeps_its_role_in_its_region() {
     let h = Harness::new();
     let sdk = h.aws().await;
     h.ok(&["up"]);
-    let legacy = make_legacy(&h, &sdk).await;
+    let legacy = common::make_legacy(&h, &sdk).await;
 
     // `up` keeps the legacy role and claims it for its region.
     let up = h.json(&["up"]);
@@ -952,7 +891,7 @@ async fn a_stack_made_before_roles_were_per_region_keeps_its_role_in_its_region(
     // region too: `down` leaves it and says how to remove it.
     h.reset();
     h.ok(&["up"]);
-    let legacy = make_legacy(&h, &sdk).await;
+    let legacy = common::make_legacy(&h, &sdk).await;
     let down = h.ok(&["down"]);
     assert!(
         down.stderr.contains(&format!("left IAM role {legacy}")),

@@ -304,7 +304,7 @@ async fn exercise_every_path(h: &Harness) -> (BTreeSet<String>, Names) {
 
     // A stack made before roles were per region: `up` claims its role (TagRole).
     ok(&["up"]);
-    make_legacy(h, &sdk).await;
+    common::make_legacy(h, &sdk).await;
     ok(&["up"]);
     ok(&["down"]);
     let legacy = format!("{stack}-handler");
@@ -320,61 +320,6 @@ async fn exercise_every_path(h: &Harness) -> (BTreeSet<String>, Names) {
     }
     sdk.assert_empty().await;
     (calls.into_inner(), names)
-}
-
-/// The stack as a version before per-region roles left it: its function runs as
-/// `<stack>-handler`, tagged for the stack only, with AWS's basic execution policy.
-async fn make_legacy(h: &Harness, sdk: &common::Sdk) {
-    let legacy = format!("{}-handler", h.stack);
-    let regional = format!("{}-handler-us-east-1", h.stack);
-    let made = sdk
-        .iam
-        .create_role()
-        .role_name(&legacy)
-        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#)
-        .tags(
-            aws_sdk_iam::types::Tag::builder()
-                .key("provision:stack")
-                .value(&h.stack)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    sdk.iam
-        .attach_role_policy()
-        .role_name(&legacy)
-        .policy_arn("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
-        .send()
-        .await
-        .unwrap();
-    sdk.lambda
-        .update_function_configuration()
-        .function_name(format!("{}-handler", h.stack))
-        .role(made.role().unwrap().arn())
-        .send()
-        .await
-        .unwrap();
-    sdk.iam
-        .delete_role_policy()
-        .role_name(&regional)
-        .policy_name("provision-handler-logs")
-        .send()
-        .await
-        .unwrap();
-    sdk.iam
-        .delete_role()
-        .role_name(&regional)
-        .send()
-        .await
-        .unwrap();
-    let mut state: Value =
-        serde_json::from_str(&std::fs::read_to_string(h.state_file()).unwrap()).unwrap();
-    state["resources"]["iam_role"] = Value::String(legacy);
-    std::fs::write(h.state_file(), state.to_string()).unwrap();
-    // The function's update settles (MiniStack: about half a second).
-    std::thread::sleep(std::time::Duration::from_secs(2));
 }
 
 /// The request context of one call, as docs/iam-actions.tsv states it: condition keys

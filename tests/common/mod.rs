@@ -596,3 +596,64 @@ impl Sdk {
     }
 }
 pub mod proxy;
+
+/// Turns the stack `up` made into one made before roles were per region: its function
+/// runs as `<stack>-handler` (tagged for the stack, no region tag, AWS's basic execution
+/// policy attached, as those versions made it), the state file records that name, and
+/// the region-named role is gone.
+pub async fn make_legacy(h: &Harness, sdk: &Sdk) -> String {
+    let legacy = format!("{}-handler", h.stack);
+    let regional = format!("{}-handler-us-east-1", h.stack);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let basic = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+    let made = sdk
+        .iam
+        .create_role()
+        .role_name(&legacy)
+        .assume_role_policy_document(trust)
+        .tags(
+            aws_sdk_iam::types::Tag::builder()
+                .key("provision:stack")
+                .value(&h.stack)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arn = made.role().unwrap().arn().to_string();
+    sdk.iam
+        .attach_role_policy()
+        .role_name(&legacy)
+        .policy_arn(basic)
+        .send()
+        .await
+        .unwrap();
+    sdk.lambda
+        .update_function_configuration()
+        .function_name(format!("{}-handler", h.stack))
+        .role(&arn)
+        .send()
+        .await
+        .unwrap();
+    sdk.iam
+        .delete_role_policy()
+        .role_name(&regional)
+        .policy_name("provision-handler-logs")
+        .send()
+        .await
+        .unwrap();
+    sdk.iam
+        .delete_role()
+        .role_name(&regional)
+        .send()
+        .await
+        .unwrap();
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(h.state_file()).unwrap()).unwrap();
+    state["resources"]["iam_role"] = Value::String(legacy.clone());
+    std::fs::write(h.state_file(), state.to_string()).unwrap();
+    // The function's update settles (MiniStack: about half a second).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    legacy
+}
