@@ -45,11 +45,6 @@ fn elsewhere(h: &Harness, name: &str) -> Command {
     c
 }
 
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a child process of this test, which has not been reaped yet.
-    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_holder_resumed_after_a_takeover_sends_no_write_and_exits_4() {
     let mut h = Harness::new();
@@ -70,7 +65,7 @@ async fn a_frozen_holder_resumed_after_a_takeover_sends_no_write_and_exits_4() {
         proxy.wait_held(Duration::from_secs(30)),
         "the holder got going"
     );
-    signal(holder.id(), libc::SIGSTOP);
+    common::signal(holder.id(), libc::SIGSTOP);
     proxy.release();
     std::thread::sleep(Duration::from_secs(8));
     // Another runner takes the expired lock over and removes the stack.
@@ -85,7 +80,7 @@ async fn a_frozen_holder_resumed_after_a_takeover_sends_no_write_and_exits_4() {
 
     let before = proxy.seen().len();
     let resumed = Instant::now();
-    signal(holder.id(), libc::SIGCONT);
+    common::signal(holder.id(), libc::SIGCONT);
     let out = holder.wait_with_output().unwrap();
     let took = resumed.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);

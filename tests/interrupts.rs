@@ -63,8 +63,7 @@ fn interrupt(
     }
     let signalled = Instant::now();
     for _ in 0..times {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        common::signal(child.id(), signal);
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
@@ -210,7 +209,7 @@ async fn sigterm_during_prune_stops_cleanly_and_a_rerun_finishes() {
 /// GitHub Actions' cancel: SIGINT, then SIGTERM 7.5 s later and SIGKILL 2.5 s after
 /// that, each only if the run is still going. Returns the output and the signals sent.
 fn cancel_like_github(child: Child) -> (Output, Vec<i32>) {
-    let pid = child.id() as i32;
+    let pid = child.id();
     let mut child = child;
     let mut sent = Vec::new();
     for (signal, then_wait) in [
@@ -218,8 +217,7 @@ fn cancel_like_github(child: Child) -> (Output, Vec<i32>) {
         (libc::SIGTERM, Duration::from_millis(2500)),
         (libc::SIGKILL, Duration::ZERO),
     ] {
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        common::signal(pid, signal);
         sent.push(signal);
         let until = Instant::now() + then_wait;
         while Instant::now() < until {
@@ -329,13 +327,11 @@ async fn a_second_signal_during_a_request_that_never_answers_still_records_and_r
     let h = on_s3(bucket);
     let proxy = Proxy::start(&h.url);
     let child = up_stuck_in_create_function(&h, &proxy);
-    let pid = child.id() as i32;
-    // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let pid = child.id();
+    common::signal(pid, libc::SIGINT);
     std::thread::sleep(Duration::from_millis(300));
     let second = Instant::now();
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    common::signal(pid, libc::SIGTERM);
     let out = child.wait_with_output().unwrap();
     // A figure for the record, not a test.
     println!(

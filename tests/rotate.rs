@@ -415,7 +415,7 @@ async fn ctrl_c_finishes_the_client_under_way_and_starts_no_other() {
         .spawn()
         .unwrap();
     assert!(proxy.wait_held(std::time::Duration::from_secs(30)));
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    common::signal(child.id(), libc::SIGINT);
     std::thread::sleep(std::time::Duration::from_millis(200));
     proxy.release();
     let out = child.wait_with_output().unwrap();

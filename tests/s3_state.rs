@@ -380,11 +380,7 @@ async fn a_live_holder_renews_its_lease_and_releases_the_lock_when_interrupted()
         object(&s3, &lock_key(&h)).await.is_some(),
         "it holds the lock"
     );
-    // SAFETY: kill(2) on our own child, not yet reaped.
-    assert_eq!(
-        unsafe { libc::kill(run.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    common::signal(run.id(), libc::SIGINT);
     proxy.release();
     let out = run.wait_with_output().unwrap();
     assert_eq!(

@@ -657,3 +657,14 @@ pub async fn make_legacy(h: &Harness, sdk: &Sdk) -> String {
     std::thread::sleep(std::time::Duration::from_secs(2));
     legacy
 }
+
+/// Sends `sig` to a child process of this test (`Child::id`), which must not have been
+/// reaped yet; fails the test when kill(2) does.
+pub fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child of this test that has not been waited for.
+    assert_eq!(
+        unsafe { libc::kill(pid as libc::pid_t, sig) },
+        0,
+        "kill({pid}, {sig})"
+    );
+}
