@@ -26,6 +26,7 @@ use crate::report;
 
 mod classify;
 mod failure;
+mod wire;
 
 use classify::{HonourRetryAfter, QuotaIsFinal};
 pub use failure::{SdkFailure, SdkResultExt};
@@ -310,6 +311,9 @@ impl Aws {
             );
         if let Some(url) = endpoint_url {
             loader = loader.endpoint_url(url);
+        }
+        if let Some(client) = wire::client() {
+            loader = loader.http_client(client);
         }
         let sdk = loader.load().await;
         Aws::from_sdk(&sdk, &|_| Vec::new())
