@@ -14,6 +14,8 @@
 //! tags, as without a state: upgrade the runners sharing a location together.
 
 pub mod file;
+pub mod held;
+mod holder;
 pub mod lease;
 pub mod s3;
 mod sink;
@@ -122,7 +124,7 @@ pub enum Store {
 /// when the process dies, an S3 one when its lease runs out.
 pub enum Lock {
     File(file::FileLock),
-    S3(lease::LeaseLock),
+    S3(held::LeaseLock),
 }
 
 impl Lock {
