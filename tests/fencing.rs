@@ -24,9 +24,7 @@ fn init(h: &Harness) {
 }
 
 async fn object(s3: &aws_sdk_s3::Client, key: &str) -> Option<String> {
-    let out = s3.get_object().bucket(BUCKET).key(key).send().await.ok()?;
-    let bytes = out.body.collect().await.unwrap().into_bytes();
-    Some(String::from_utf8_lossy(&bytes).into_owned())
+    common::s3_object(s3, BUCKET, key).await
 }
 
 fn key(region: &str, h: &Harness, ext: &str) -> String {

@@ -456,6 +456,13 @@ pub fn s3_client(url: &str) -> aws_sdk_s3::Client {
     )
 }
 
+/// An S3 object's body as text; `None` when it is not there.
+pub async fn s3_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<String> {
+    let out = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    let bytes = out.body.collect().await.unwrap().into_bytes();
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 pub fn secrets_client(url: &str) -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(&test_config(url))
 }
