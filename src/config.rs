@@ -64,6 +64,8 @@ pub struct FileConfig {
     pub methods: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// `status` calls a client secret older than this many days `drifted`.
     pub max_secret_age: Option<u64>,
+    /// `rest` or `http`: which kind of API Gateway API fronts the function.
+    pub front: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +155,58 @@ pub struct Desired {
     pub clients: Vec<ClientSpec>,
     /// The HTTP methods on `/` and `/{proxy+}`, sorted by verb.
     pub methods: Vec<MethodSpec>,
+    /// Which API fronts the function.
+    pub front: Front,
+}
+
+/// The front door: a REST API (API Gateway v1) or an HTTP API (v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Front {
+    #[default]
+    Rest,
+    Http,
+}
+
+/// An HTTP API's JWT authorizer takes at most this many audiences (a hard limit: one
+/// per app client here), and a route at most this many scopes.
+pub const MAX_JWT_AUDIENCES: usize = 50;
+pub const MAX_ROUTE_SCOPES: usize = 10;
+
+impl Front {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "rest" => Ok(Front::Rest),
+            "http" => Ok(Front::Http),
+            other => Err(Error::usage(format!(
+                "front: `{other}` is not one provision builds; use `rest` (REST API) or `http` (HTTP API)"
+            ))),
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Front::Rest => "rest",
+            Front::Http => "http",
+        }
+    }
+}
+
+/// The HTTP API's hard limits, checked before anything is sent: AWS would refuse the
+/// authorizer or a route halfway through an `up`.
+fn check_http_limits(clients: &[ClientSpec], methods: &[MethodSpec]) -> Result<()> {
+    if clients.len() > MAX_JWT_AUDIENCES {
+        return Err(Error::usage(format!(
+            "front = \"http\": {} clients, but an HTTP API's JWT authorizer takes at most {MAX_JWT_AUDIENCES} audiences (one per client); use fewer clients or front = \"rest\"",
+            clients.len()
+        )));
+    }
+    if let Some(m) = methods.iter().find(|m| m.scopes.len() > MAX_ROUTE_SCOPES) {
+        return Err(Error::usage(format!(
+            "front = \"http\": method {} needs {} scopes, but an HTTP API route takes at most {MAX_ROUTE_SCOPES}; use fewer scopes or front = \"rest\"",
+            m.verb,
+            m.scopes.len()
+        )));
+    }
+    Ok(())
 }
 
 impl Desired {
@@ -318,7 +372,15 @@ pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {
     }
     let clients = consumers::resolve_clients(&args.clients, &file.clients, &scopes)?;
     let methods = consumers::resolve_methods(file.methods.as_ref(), &scopes)?;
+    let front = match args.front.as_deref().or(file.front.as_deref()) {
+        Some(f) => Front::parse(f)?,
+        None => Front::Rest,
+    };
+    if front == Front::Http {
+        check_http_limits(&clients, &methods)?;
+    }
     Ok(Desired {
+        front,
         log_retention_days,
         clients,
         methods,

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 
-use crate::config::Desired;
+use crate::config::{Desired, Front};
 use crate::errors::Result;
 use crate::interrupt;
 use crate::report;
@@ -47,6 +47,18 @@ pub enum Node {
     OtherMethods,
     Permission,
     Stage,
+    /// The HTTP API (`front = "http"`) and what hangs off it.
+    HttpApi,
+    JwtAuthorizer,
+    Integration,
+    /// A route: (verb, path), as `Method` for the REST front.
+    Route(String, &'static str),
+    /// Routes on the HTTP API that the configuration does not list.
+    OtherRoutes,
+    HttpStage,
+    /// The API of the other front, left by a switch (deleted once the new front and
+    /// the permission are in place).
+    Retired(Front),
 }
 
 impl Node {
@@ -67,6 +79,12 @@ impl Node {
             Node::Method(..) | Node::OtherMethods => "method",
             Node::Permission => "lambda_permission",
             Node::Stage => "stage",
+            Node::HttpApi | Node::Retired(Front::Http) => "http_api",
+            Node::Retired(Front::Rest) => "rest_api",
+            Node::JwtAuthorizer => "jwt_authorizer",
+            Node::Integration => "integration",
+            Node::Route(..) | Node::OtherRoutes => "route",
+            Node::HttpStage => "http_stage",
         }
     }
 
@@ -74,9 +92,12 @@ impl Node {
     pub fn name(&self) -> String {
         match self {
             Node::Client(n) | Node::Secret(n) => n.clone(),
-            Node::Method(verb, path) => format!("{verb} {path}"),
+            Node::Method(verb, path) | Node::Route(verb, path) => format!("{verb} {path}"),
             Node::ProxyPath => PROXY.to_string(),
-            Node::OtherClients | Node::OtherSecrets | Node::OtherMethods => "(others)".into(),
+            Node::OtherClients | Node::OtherSecrets | Node::OtherMethods | Node::OtherRoutes => {
+                "(others)".into()
+            }
+            Node::Retired(_) => "(old front)".into(),
             _ => String::new(),
         }
     }
@@ -118,14 +139,26 @@ pub fn stack(desired: &Desired) -> Graph {
     let pool = g.add(Node::Pool, &[]);
     g.add(Node::Domain, &[pool]);
     let server = g.add(Node::ResourceServer, &[pool]);
+    let mut clients = Vec::new();
     for c in &desired.clients {
         let client = g.add(Node::Client(c.name.clone()), &[pool, server]);
+        clients.push(client);
         if c.secret {
             g.add(Node::Secret(c.name.clone()), &[pool, client]);
         }
     }
     g.add(Node::OtherClients, &[pool]);
     g.add(Node::OtherSecrets, &[]);
+    match desired.front {
+        Front::Rest => rest_front(&mut g, desired, pool, function, logs),
+        Front::Http => http_front(&mut g, desired, pool, &clients, function, logs),
+    }
+    g
+}
+
+/// The REST API, its authorizer, methods and `prod` stage; then the HTTP API a switch
+/// left, if any.
+fn rest_front(g: &mut Graph, desired: &Desired, pool: usize, function: usize, logs: usize) {
     let api = g.add(Node::Api, &[]);
     let authorizer = g.add(Node::Authorizer, &[api, pool]);
     let proxy = g.add(Node::ProxyPath, &[api]);
@@ -142,9 +175,39 @@ pub fn stack(desired: &Desired) -> Graph {
         }
     }
     deployed.push(g.add(Node::OtherMethods, &[api]));
-    g.add(Node::Permission, &[function, api, logs]);
-    g.add(Node::Stage, &deployed);
-    g
+    let permission = g.add(Node::Permission, &[function, api, logs]);
+    let stage = g.add(Node::Stage, &deployed);
+    g.add(Node::Retired(Front::Http), &[permission, stage]);
+}
+
+/// The HTTP API, its JWT authorizer (whose audience is every client: each client is a
+/// parent), integration, routes and `$default` stage; then the REST API a switch left.
+fn http_front(
+    g: &mut Graph,
+    desired: &Desired,
+    pool: usize,
+    clients: &[usize],
+    function: usize,
+    logs: usize,
+) {
+    let api = g.add(Node::HttpApi, &[]);
+    let mut parents = vec![api, pool];
+    parents.extend_from_slice(clients);
+    let authorizer = g.add(Node::JwtAuthorizer, &parents);
+    let integration = g.add(Node::Integration, &[api, function]);
+    let mut live = vec![api, authorizer, integration];
+    for m in &desired.methods {
+        for path in [ROOT, PROXY] {
+            live.push(g.add(
+                Node::Route(m.verb.clone(), path),
+                &[api, authorizer, integration],
+            ));
+        }
+    }
+    live.push(g.add(Node::OtherRoutes, &[api]));
+    let permission = g.add(Node::Permission, &[function, api, logs]);
+    let stage = g.add(Node::HttpStage, &live);
+    g.add(Node::Retired(Front::Rest), &[permission, stage]);
 }
 
 /// The resources `down` deletes itself, and what must be gone before each: the rest
@@ -155,6 +218,8 @@ pub fn teardown() -> Graph {
         parents: Vec::new(),
     };
     g.add(Node::Api, &[]);
+    // Both fronts, whichever is configured: a switch interrupted half-way left both.
+    g.add(Node::HttpApi, &[]);
     g.add(Node::OtherSecrets, &[]);
     g.add(Node::Pool, &[]);
     let function = g.add(Node::Function, &[]);
@@ -170,6 +235,7 @@ pub fn teardown() -> Graph {
 pub fn cascades(node: &Node) -> &'static [&'static str] {
     match node {
         Node::Api => &["stage", "method", "authorizer"],
+        Node::HttpApi => &["http_stage", "route", "integration", "jwt_authorizer"],
         Node::Pool => &["app_client", "resource_server"],
         Node::Function => &["lambda_permission"],
         _ => &[],
@@ -355,6 +421,7 @@ mod tests {
                     scopes: scopes.clone(),
                 })
                 .collect(),
+            front: Default::default(),
         }
     }
 

@@ -1,0 +1,323 @@
+//! The HTTP API front door (`front = "http"`): the whole lifecycle with two clients of
+//! different scopes, checked with real tokens from the emulator's token endpoint and
+//! real calls to the API's URL; a no-op `up` that writes nothing; drift on a route's
+//! scopes; a client added to the audience; switching fronts in place.
+
+mod common;
+
+use serde_json::Value;
+
+use common::{actions, Harness};
+
+const TWO: &str = r#"front = "http"
+scopes = ["users/read", "users/write"]
+
+[methods]
+GET = ["users/read"]
+POST = ["users/write"]
+
+[[client]]
+name = "reader"
+scopes = ["users/read"]
+
+[[client]]
+name = "writer"
+scopes = ["users/write"]
+"#;
+
+fn write_config(h: &Harness, text: &str) {
+    std::fs::write(h.dir.path().join("provision.toml"), text).unwrap();
+}
+
+fn token(h: &Harness, client: &str) -> String {
+    let t = h.json(&["token", "--client", client]);
+    t["access_token"].as_str().unwrap().to_string()
+}
+
+/// The status of a real call to the API at `url` + `path`.
+async fn call(url: &str, method: &str, path: &str, auth: Option<&str>) -> u16 {
+    let mut req = reqwest::Client::new().request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+        common_join(url, path),
+    );
+    if let Some(a) = auth {
+        req = req.header("Authorization", a);
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+fn common_join(base: &str, path: &str) -> String {
+    format!("{base}{}", path.trim_start_matches('/'))
+}
+
+fn kinds(report: &Value) -> Vec<String> {
+    actions(report).into_iter().map(|(k, _, _)| k).collect()
+}
+
+/// The stack's one HTTP API: (id, route key → (authorization type, scopes)).
+async fn routes(sdk: &common::Sdk, api_id: &str) -> Vec<(String, String, Vec<String>, String)> {
+    let out = sdk.apigw2.get_routes().api_id(api_id).send().await.unwrap();
+    let mut all: Vec<_> = out
+        .items()
+        .iter()
+        .map(|r| {
+            (
+                r.route_key().unwrap_or_default().to_string(),
+                r.route_id().unwrap_or_default().to_string(),
+                r.authorization_scopes().to_vec(),
+                r.authorization_type()
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    all.sort();
+    all
+}
+
+/// Lambda's own record of who may invoke the function (the emulator never checks it
+/// on invocation, so the policy is read instead).
+async fn source_arn(sdk: &common::Sdk, stack: &str) -> String {
+    let policy = sdk
+        .lambda
+        .get_policy()
+        .function_name(format!("{stack}-handler"))
+        .send()
+        .await
+        .unwrap();
+    let doc: Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    let statements = doc["Statement"].as_array().cloned().unwrap_or_default();
+    assert_eq!(statements.len(), 1, "{doc}");
+    statements[0]["Condition"]["ArnLike"]["AWS:SourceArn"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_http_front_lives_answers_by_scope_keeps_still_repairs_drift_and_goes() {
+    let mut h = Harness::new();
+    // Every run through one proxy (the outputs hold the endpoint), so the no-op's
+    // writes are counted where they would reach AWS.
+    let proxy = common::proxy::Proxy::start(&h.url);
+    h.url = proxy.url.clone();
+    let sdk = h.aws().await;
+    let stack = h.stack.clone();
+    write_config(&h, TWO);
+
+    let up = h.json(&["up"]);
+    assert_eq!(up["front"], "http", "{up}");
+    assert_eq!(up["outputs"]["front"], "http", "{up}");
+    let acts = actions(&up);
+    assert!(acts.iter().all(|(_, _, a)| a == "created"), "{acts:?}");
+    let k = kinds(&up);
+    for kind in ["http_api", "jwt_authorizer", "integration", "http_stage"] {
+        assert_eq!(k.iter().filter(|x| *x == kind).count(), 1, "{kind}: {k:?}");
+    }
+    assert_eq!(k.iter().filter(|x| *x == "route").count(), 4, "{k:?}");
+    for kind in ["rest_api", "authorizer", "method", "stage"] {
+        assert!(
+            !k.iter().any(|x| x == kind),
+            "{kind} on an HTTP front: {k:?}"
+        );
+    }
+    assert!(sdk.apis().await.is_empty(), "no REST API");
+    let apis = sdk.http_apis().await;
+    assert_eq!(apis.len(), 1, "{apis:?}");
+    let (api_id, api_name) = apis[0].clone();
+    assert_eq!(api_name, format!("{stack}-api"));
+    let url = up["outputs"]["api_url"].as_str().unwrap().to_string();
+    assert_eq!(
+        url,
+        format!("{}/_aws/execute-api/{api_id}/$default/", h.url),
+        "{up}"
+    );
+    assert_eq!(
+        source_arn(&sdk, &stack).await,
+        format!("arn:aws:execute-api:us-east-1:000000000000:{api_id}/*"),
+        "the permission names this API only"
+    );
+
+    // Independently: the routes mirror [methods], each JWT-authorized with its scopes.
+    let got = routes(&sdk, &api_id).await;
+    let keys: Vec<&str> = got.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(keys, ["GET /", "GET /{proxy+}", "POST /", "POST /{proxy+}"]);
+    for (key, _, scopes, auth) in &got {
+        assert_eq!(auth, "JWT", "{key}");
+        let want = if key.starts_with("GET") {
+            "users/read"
+        } else {
+            "users/write"
+        };
+        assert_eq!(scopes, &[want.to_string()], "{key}");
+    }
+
+    // Real tokens, real calls: 200 with the route's scope, 403 without, 401 without a
+    // valid token.
+    let (reader, writer) = (token(&h, "reader"), token(&h, "writer"));
+    let bearer = |t: &str| format!("Bearer {t}");
+    assert_eq!(
+        call(&url, "GET", "/items", Some(&bearer(&reader))).await,
+        200
+    );
+    assert_eq!(
+        call(&url, "POST", "/items", Some(&bearer(&reader))).await,
+        403
+    );
+    assert_eq!(
+        call(&url, "GET", "/items", Some(&bearer(&writer))).await,
+        403
+    );
+    assert_eq!(
+        call(&url, "POST", "/items", Some(&bearer(&writer))).await,
+        200
+    );
+    assert_eq!(call(&url, "GET", "/", Some(&bearer(&reader))).await, 200);
+    assert_eq!(call(&url, "GET", "/items", None).await, 401);
+    assert_eq!(
+        call(&url, "GET", "/items", Some("Bearer not.a.token")).await,
+        401
+    );
+    // `invoke` goes the same way (the greeting through payload 2.0).
+    let inv = h.json(&["invoke", "--client", "reader", "--path", "/items"]);
+    assert_eq!(inv["status"], 200, "{inv}");
+
+    // A second `up` changes nothing: no write reaches AWS.
+    let again = h.run_observed(&proxy, &["-o", "json", "up"]);
+    assert_eq!(again.code, 0, "{}", again.describe());
+    assert!(
+        again.writes().is_empty(),
+        "no-op up sent writes: {:?}",
+        again.writes()
+    );
+    let report = again.json();
+    assert!(
+        actions(&report).iter().all(|(_, _, a)| a == "unchanged"),
+        "{report}"
+    );
+    assert_eq!(report["outputs"], up["outputs"]);
+    let status = h.json(&["status"]);
+    assert_eq!(status["in_sync"], true, "{status}");
+    assert_eq!(status["front"], "http", "{status}");
+
+    // Drift: someone widens GET /{proxy+} to any token (no authorizer) and another
+    // route's scopes change. status says so (exit 3), up puts both back.
+    let (_, get_proxy, _, _) = got.iter().find(|r| r.0 == "GET /{proxy+}").unwrap();
+    let (_, post_root, _, _) = got.iter().find(|r| r.0 == "POST /").unwrap();
+    sdk.apigw2
+        .update_route()
+        .api_id(&api_id)
+        .route_id(get_proxy)
+        .authorization_type(aws_sdk_apigatewayv2::types::AuthorizationType::None)
+        .send()
+        .await
+        .unwrap();
+    sdk.apigw2
+        .update_route()
+        .api_id(&api_id)
+        .route_id(post_root)
+        .authorization_scopes("users/read")
+        .send()
+        .await
+        .unwrap();
+    let drift = h.json_code(&["status"], 3);
+    assert_eq!(drift["in_sync"], false, "{drift}");
+    let drifted: Vec<(String, Vec<String>)> = drift["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["state"] == "drifted")
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["fields"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert!(
+        drifted.contains(&("POST /".to_string(), vec!["scopes".to_string()])),
+        "{drift}"
+    );
+    assert!(
+        drifted.iter().any(|(id, fields)| id == "GET /{proxy+}"
+            && fields.contains(&"authorization_type".to_string())),
+        "{drift}"
+    );
+    let repair = h.json(&["up"]);
+    let updated: Vec<String> = actions(&repair)
+        .into_iter()
+        .filter(|(_, _, a)| a == "updated")
+        .map(|(_, id, _)| id)
+        .collect();
+    assert_eq!(updated, ["GET /{proxy+}", "POST /"], "{repair}");
+    assert_eq!(routes(&sdk, &api_id).await, got, "routes as they were");
+    assert_eq!(call(&url, "GET", "/items", None).await, 401, "closed again");
+    let status = h.json(&["status"]);
+    assert_eq!(status["in_sync"], true, "{status}");
+
+    // A route nobody configured is `extra` (privilege drift), and up deletes it.
+    sdk.apigw2
+        .create_route()
+        .api_id(&api_id)
+        .route_key("GET /admin")
+        .send()
+        .await
+        .unwrap();
+    let extra = h.json_code(&["status"], 3);
+    assert!(
+        extra["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "route" && r["id"] == "GET /admin" && r["state"] == "extra"),
+        "{extra}"
+    );
+    h.ok(&["up"]);
+    assert!(
+        !routes(&sdk, &api_id)
+            .await
+            .iter()
+            .any(|r| r.0 == "GET /admin"),
+        "the extra route is gone"
+    );
+
+    // A third client: the authorizer's audience grows, and its token is let in.
+    write_config(
+        &h,
+        &format!("{TWO}\n[[client]]\nname = \"auditor\"\nscopes = [\"users/read\"]\n"),
+    );
+    let grown = h.json(&["up"]);
+    let changed: Vec<(String, String, String)> = actions(&grown)
+        .into_iter()
+        .filter(|(_, _, a)| a != "unchanged")
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .any(|(k, _, a)| k == "jwt_authorizer" && a == "updated"),
+        "{changed:?}"
+    );
+    let auditor = token(&h, "auditor");
+    assert_eq!(
+        call(&url, "GET", "/items", Some(&bearer(&auditor))).await,
+        200
+    );
+    assert_eq!(
+        call(&url, "GET", "/items", Some(&bearer(&reader))).await,
+        200
+    );
+
+    // down leaves nothing.
+    let down = h.json(&["down"]);
+    assert!(
+        actions(&down).iter().all(|(_, _, a)| a == "deleted"),
+        "{down}"
+    );
+    sdk.assert_empty().await;
+    assert!(!h.state_file().exists(), "state file left after down");
+}
