@@ -469,3 +469,172 @@ async fn fronts_switch_in_place_each_way_and_a_killed_switch_is_finished() {
     sdk.assert_empty().await;
     assert!(!h.state_file().exists());
 }
+
+/// How many of each thing the stack's one HTTP API has: (APIs, authorizers,
+/// integrations, route keys).
+async fn http_counts(sdk: &common::Sdk) -> (usize, usize, usize, Vec<String>) {
+    let apis = sdk.http_apis().await;
+    let Some((id, _)) = apis.first() else {
+        return (0, 0, 0, vec![]);
+    };
+    let authorizers = sdk
+        .apigw2
+        .get_authorizers()
+        .api_id(id)
+        .send()
+        .await
+        .unwrap();
+    let integrations = sdk
+        .apigw2
+        .get_integrations()
+        .api_id(id)
+        .send()
+        .await
+        .unwrap();
+    let keys = routes(sdk, id).await.into_iter().map(|r| r.0).collect();
+    (
+        apis.len(),
+        authorizers.items().len(),
+        integrations.items().len(),
+        keys,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_create_answer_on_the_http_front_never_duplicates_a_resource() {
+    use common::proxy::Lose;
+    let h = Harness::new();
+    let proxy = common::proxy::Proxy::start(&h.url);
+    let sdk = h.aws().await;
+    // API Gateway accepts duplicate API names, authorizers, integrations and routes
+    // (a second route of a key is refused: its lookup is tested all the same).
+    const CREATES: &[&str] = &[
+        "CreateApi",
+        "CreateAuthorizer",
+        "CreateIntegration",
+        "CreateRoute",
+        "CreateStage",
+        "AddPermission",
+    ];
+    for how in [Lose::ServerError, Lose::Drop] {
+        h.reset();
+        write_config(&h, TWO);
+        proxy.clear_lost();
+        proxy.lose_answers(CREATES, how);
+        let up = h.run_via(&proxy, &["-o", "json", "up"]);
+        assert_eq!(
+            up.code,
+            0,
+            "up with lost answers ({how:?}), lost: {:?}\n{}",
+            proxy.lost_answers(),
+            up.describe()
+        );
+        let lost = proxy.lost_answers();
+        let mut lost_ops: Vec<&str> = lost.iter().map(|(op, _)| op.as_str()).collect();
+        lost_ops.sort();
+        let mut want = CREATES.to_vec();
+        want.sort();
+        assert_eq!(
+            lost_ops, want,
+            "every create lost its answer once ({how:?})"
+        );
+        for (op, status) in &lost {
+            assert!(
+                status.contains(" 20"),
+                "the emulator did {op} before its answer was lost ({how:?}): {status}"
+            );
+        }
+        proxy.lose_answers(&[], how);
+        let (apis, authorizers, integrations, keys) = http_counts(&sdk).await;
+        assert_eq!(
+            (apis, authorizers, integrations),
+            (1, 1, 1),
+            "one of each ({how:?})"
+        );
+        assert_eq!(
+            keys,
+            ["GET /", "GET /{proxy+}", "POST /", "POST /{proxy+}"],
+            "{how:?}"
+        );
+        let status = h.run_via(&proxy, &["status"]);
+        assert_eq!(status.code, 0, "in sync ({how:?}):\n{}", status.describe());
+        let url = up.json()["outputs"]["api_url"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let reader = h.run_via(&proxy, &["-o", "json", "token", "--client", "reader"]);
+        let reader = reader.json()["access_token"].as_str().unwrap().to_string();
+        // The URL holds the proxy's endpoint: the call goes through it, as up did.
+        assert_eq!(
+            call(&url, "GET", "/x", Some(&format!("Bearer {reader}"))).await,
+            200,
+            "{how:?}"
+        );
+    }
+}
+
+/// No state file: `up` finds the HTTP API by its name and tag (GetApis carries tags)
+/// and adopts it and everything on it; `down` finds it the same way.
+#[tokio::test]
+async fn an_http_front_is_adopted_and_taken_down_without_state() {
+    let h = Harness::new();
+    let sdk = h.aws().await;
+    write_config(&h, TWO);
+    h.ok(&["up"]);
+    let (api_id, _) = sdk.http_apis().await.remove(0);
+    std::fs::remove_file(h.state_file()).unwrap();
+    let plan = h.json(&["up", "--dry-run"]);
+    let acts = actions(&plan);
+    assert!(
+        acts.contains(&("http_api".into(), api_id.clone(), "adopted".into())),
+        "{acts:?}"
+    );
+    assert!(
+        acts.iter().all(|(_, _, a)| a == "adopted"),
+        "nothing to make: {acts:?}"
+    );
+    let up = h.json(&["up"]);
+    assert!(actions(&up).iter().all(|(_, _, a)| a == "adopted"), "{up}");
+    assert_eq!(sdk.http_apis().await.len(), 1);
+    std::fs::remove_file(h.state_file()).unwrap();
+    let down = h.json(&["down"]);
+    assert!(
+        actions(&down)
+            .iter()
+            .any(|(k, id, a)| k == "http_api" && *id == api_id && a == "deleted"),
+        "{down}"
+    );
+    sdk.assert_empty().await;
+
+    // Someone else's API of the stack's name is neither adopted nor deleted.
+    let foreign = sdk
+        .apigw2
+        .create_api()
+        .name(format!("{}-api", h.stack))
+        .protocol_type(aws_sdk_apigatewayv2::types::ProtocolType::Http)
+        .tags("provision:stack", "someone-else")
+        .send()
+        .await
+        .unwrap();
+    let refused = h.run(&["up"]);
+    assert_eq!(refused.code, 2, "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("someone-else"),
+        "{}",
+        refused.describe()
+    );
+    let down = h.json(&["down"]);
+    assert!(
+        actions(&down)
+            .iter()
+            .any(|(k, _, a)| k == "http_api" && a == "kept"),
+        "{down}"
+    );
+    assert_eq!(
+        sdk.http_apis().await,
+        [(
+            foreign.api_id().unwrap().to_string(),
+            format!("{}-api", h.stack)
+        )]
+    );
+}
