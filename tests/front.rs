@@ -199,6 +199,11 @@ async fn an_http_front_lives_answers_by_scope_keeps_still_repairs_drift_and_goes
     let status = h.json(&["status"]);
     assert_eq!(status["in_sync"], true, "{status}");
     assert_eq!(status["front"], "http", "{status}");
+    // Figures for the record (the bench measures time): requests per command.
+    println!(
+        "http front: fresh up {} requests, no-op up {} requests",
+        up["api_calls"], report["api_calls"]
+    );
 
     // Drift: someone widens GET /{proxy+} to any token (no authorizer) and another
     // route's scopes change. status says so (exit 3), up puts both back.
@@ -314,6 +319,7 @@ async fn an_http_front_lives_answers_by_scope_keeps_still_repairs_drift_and_goes
 
     // down leaves nothing.
     let down = h.json(&["down"]);
+    println!("http front: down {} requests", down["api_calls"]);
     assert!(
         actions(&down).iter().all(|(_, _, a)| a == "deleted"),
         "{down}"
@@ -637,4 +643,48 @@ async fn an_http_front_is_adopted_and_taken_down_without_state() {
             format!("{}-api", h.stack)
         )]
     );
+}
+
+/// A first signal in the middle of an HTTP front's `up`: what was made is recorded,
+/// the run ends with 130, and the next `up` finishes without a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_http_up_is_finished_by_the_next() {
+    let h = Harness::new();
+    let proxy = common::proxy::Proxy::start(&h.url);
+    let sdk = h.aws().await;
+    write_config(&h, TWO);
+    proxy.hold_operation("CreateRoute");
+    let child = h
+        .command_via(&proxy)
+        .args(["-o", "json", "up"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        proxy.wait_held(std::time::Duration::from_secs(60)),
+        "up reached CreateRoute"
+    );
+    common::signal(child.id(), libc::SIGINT);
+    // The request in flight gets its answer: the step finishes within the grace.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    proxy.release();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let state = std::fs::read_to_string(h.state_file()).unwrap();
+    let (api_id, _) = sdk.http_apis().await.remove(0);
+    assert!(state.contains(&api_id), "the HTTP API is recorded: {state}");
+    let again = h.json(&["up"]);
+    assert!(
+        actions(&again)
+            .iter()
+            .any(|(k, _, a)| k == "http_stage" && a == "created"),
+        "the stage (after every route) was not started; now it is made: {again}"
+    );
+    let (apis, authorizers, integrations, keys) = http_counts(&sdk).await;
+    assert_eq!((apis, authorizers, integrations), (1, 1, 1));
+    assert_eq!(keys, ["GET /", "GET /{proxy+}", "POST /", "POST /{proxy+}"]);
+    let status = h.json(&["status"]);
+    assert_eq!(status["in_sync"], true, "{status}");
 }
