@@ -195,6 +195,22 @@ async fn an_http_front_lives_answers_by_scope_keeps_still_repairs_drift_and_goes
         actions(&report).iter().all(|(_, _, a)| a == "unchanged"),
         "{report}"
     );
+    // Each read of the HTTP API, once: the steps share them (and with the state file's
+    // ids they are all sent at once, before the steps ask).
+    for op in [
+        "GetApi",
+        "GetAuthorizers",
+        "GetIntegrations",
+        "GetRoutes",
+        "GetStage",
+    ] {
+        let n = again
+            .calls
+            .iter()
+            .filter(|c| c.split(':').nth(1) == Some(op))
+            .count();
+        assert_eq!(n, 1, "{op} sent {n} times: {:?}", again.calls);
+    }
     assert_eq!(report["outputs"], up["outputs"]);
     let status = h.json(&["status"]);
     assert_eq!(status["in_sync"], true, "{status}");

@@ -56,12 +56,17 @@ pub async fn by_id(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
 /// The API: by the recorded id (when it still has the stack's name), else by name.
 pub async fn find(ctx: &Ctx<'_>) -> Result<Option<Found>> {
     if let Some(id) = ctx.rec.get(KIND) {
-        let read = super::read_once(ctx, format!("GetApi {id}"), by_id(ctx, &id)).await?;
+        let read = first_get(ctx, &id).await?;
         if let Some(f) = read.filter(|f| f.name == ctx.api_name()) {
             return Ok(Some(f));
         }
     }
     find_by_name(ctx).await
+}
+
+/// The run's first read of an API (see `read_once`).
+pub(super) async fn first_get(ctx: &Ctx<'_>, id: &str) -> Result<Option<Found>> {
+    super::read_once(ctx, format!("GetApi {id}"), by_id(ctx, id)).await
 }
 
 async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {

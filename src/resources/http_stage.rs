@@ -34,6 +34,14 @@ async fn observe(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<HttpStageSettings
     }
 }
 
+/// The run's first read of the stage (see `read_once`).
+pub(super) async fn first_observe(
+    ctx: &Ctx<'_>,
+    api_id: &str,
+) -> Result<Option<HttpStageSettings>> {
+    super::read_once(ctx, format!("GetStage v2 {api_id}"), observe(ctx, api_id)).await
+}
+
 pub async fn ensure(ctx: &Ctx<'_>, api: &Handle) -> Result<()> {
     let started = Instant::now();
     let recorded = ctx.rec.get(KIND).is_some();
@@ -41,8 +49,7 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle) -> Result<()> {
     let observed = if api.fresh {
         None
     } else {
-        let key = format!("GetStage v2 {}", api.id);
-        super::read_once(ctx, key, observe(ctx, &api.id)).await?
+        first_observe(ctx, &api.id).await?
     };
     let decision = decide(&want, observed.as_ref());
     if ctx.apply {

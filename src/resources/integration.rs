@@ -70,6 +70,14 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Vec<(String, IntegrationSet
     }
 }
 
+/// The run's first read of the API's integrations (see `read_once`).
+pub(super) async fn first_read(
+    ctx: &Ctx<'_>,
+    api_id: &str,
+) -> Result<Vec<(String, IntegrationSettings)>> {
+    super::read_once(ctx, format!("GetIntegrations {api_id}"), read(ctx, api_id)).await
+}
+
 /// Ours among `all`: the recorded one, else one that invokes the function.
 fn ours(
     all: Vec<(String, IntegrationSettings)>,
@@ -90,8 +98,7 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, function: &Handle) -> Result<Ha
     let found = if api.fresh {
         None
     } else {
-        let key = format!("GetIntegrations {}", api.id);
-        let all = super::read_once(ctx, key, read(ctx, &api.id)).await?;
+        let all = first_read(ctx, &api.id).await?;
         ours(all, recorded_id.as_deref(), &function.arn)
     };
     let recorded = recorded_id.is_some() && found.as_ref().map(|f| &f.0) == recorded_id.as_ref();

@@ -70,6 +70,15 @@ async fn find(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<(String, JwtSettings
         }))
 }
 
+/// The run's first read of the API's authorizers (see `read_once`).
+pub(super) async fn first_find(
+    ctx: &Ctx<'_>,
+    api_id: &str,
+) -> Result<Option<(String, JwtSettings)>> {
+    let key = format!("GetAuthorizers v2 {api_id}");
+    super::read_once(ctx, key, find(ctx, api_id)).await
+}
+
 fn jwt(want: &JwtSettings) -> JwtConfiguration {
     JwtConfiguration::builder()
         .issuer(&want.issuer)
@@ -90,8 +99,7 @@ pub async fn ensure(
     let found = if api.fresh {
         None
     } else {
-        let key = format!("GetAuthorizers v2 {}", api.id);
-        super::read_once(ctx, key, find(ctx, &api.id)).await?
+        first_find(ctx, &api.id).await?
     };
     let recorded = recorded_id.is_some() && found.as_ref().map(|f| &f.0) == recorded_id.as_ref();
     let decision = decide(&want, found.as_ref().map(|f| &f.1));

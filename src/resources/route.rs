@@ -102,8 +102,12 @@ async fn routes(ctx: &Ctx<'_>, api: &Handle) -> Result<Vec<Existing>> {
     if api.fresh {
         return Ok(Vec::new());
     }
-    let key = format!("GetRoutes {}", api.id);
-    super::read_once(ctx, key, read(ctx, &api.id)).await
+    first_read(ctx, &api.id).await
+}
+
+/// The run's first read of the API's routes (see `read_once`).
+pub(super) async fn first_read(ctx: &Ctx<'_>, api_id: &str) -> Result<Vec<Existing>> {
+    super::read_once(ctx, format!("GetRoutes {api_id}"), read(ctx, api_id)).await
 }
 
 fn state_key(key: &str) -> String {
