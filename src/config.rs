@@ -11,6 +11,10 @@ use crate::consumers::{self, ClientSpec, MethodSpec};
 use crate::errors::{Error, Result};
 use crate::store::{self, Location, LockOpts};
 
+mod front;
+use front::check_http_limits;
+pub use front::Front;
+
 pub use crate::names::{validate_region, validate_stack, Scope, LOCAL_DEFAULT_REGION, MAX_SCOPES};
 
 pub const DEFAULT_STACK: &str = "m2m-api";
@@ -157,56 +161,6 @@ pub struct Desired {
     pub methods: Vec<MethodSpec>,
     /// Which API fronts the function.
     pub front: Front,
-}
-
-/// The front door: a REST API (API Gateway v1) or an HTTP API (v2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Front {
-    #[default]
-    Rest,
-    Http,
-}
-
-/// An HTTP API's JWT authorizer takes at most this many audiences (a hard limit: one
-/// per app client here), and a route at most this many scopes.
-pub const MAX_JWT_AUDIENCES: usize = 50;
-pub const MAX_ROUTE_SCOPES: usize = 10;
-
-impl Front {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "rest" => Ok(Front::Rest),
-            "http" => Ok(Front::Http),
-            other => Err(Error::usage(format!(
-                "front: `{other}` is not one provision builds; use `rest` (REST API) or `http` (HTTP API)"
-            ))),
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Front::Rest => "rest",
-            Front::Http => "http",
-        }
-    }
-}
-
-/// The HTTP API's hard limits, checked before anything is sent: AWS would refuse the
-/// authorizer or a route halfway through an `up`.
-fn check_http_limits(clients: &[ClientSpec], methods: &[MethodSpec]) -> Result<()> {
-    if clients.len() > MAX_JWT_AUDIENCES {
-        return Err(Error::usage(format!(
-            "front = \"http\": {} clients, but an HTTP API's JWT authorizer takes at most {MAX_JWT_AUDIENCES} audiences (one per client); use fewer clients or front = \"rest\"",
-            clients.len()
-        )));
-    }
-    if let Some(m) = methods.iter().find(|m| m.scopes.len() > MAX_ROUTE_SCOPES) {
-        return Err(Error::usage(format!(
-            "front = \"http\": method {} needs {} scopes, but an HTTP API route takes at most {MAX_ROUTE_SCOPES}; use fewer scopes or front = \"rest\"",
-            m.verb,
-            m.scopes.len()
-        )));
-    }
-    Ok(())
 }
 
 impl Desired {

@@ -13,10 +13,13 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 
 use crate::config::{Desired, Front};
+
+mod fronts;
 use crate::errors::Result;
 use crate::interrupt;
 use crate::report;
-use crate::resources::methods::{PROXY, ROOT};
+use crate::resources::methods::PROXY;
+use fronts::{http_front, rest_front};
 
 /// One resource of the stack (or, for the `Other*` nodes, the sweep that deletes what
 /// is the stack's but no longer configured).
@@ -154,60 +157,6 @@ pub fn stack(desired: &Desired) -> Graph {
         Front::Http => http_front(&mut g, desired, pool, &clients, function, logs),
     }
     g
-}
-
-/// The REST API, its authorizer, methods and `prod` stage; then the HTTP API a switch
-/// left, if any.
-fn rest_front(g: &mut Graph, desired: &Desired, pool: usize, function: usize, logs: usize) {
-    let api = g.add(Node::Api, &[]);
-    let authorizer = g.add(Node::Authorizer, &[api, pool]);
-    let proxy = g.add(Node::ProxyPath, &[api]);
-    let mut deployed = vec![api, authorizer];
-    for m in &desired.methods {
-        for (path, under) in [(ROOT, api), (PROXY, proxy)] {
-            let parents = [under, authorizer, function];
-            let parents = if under == api {
-                &parents[..]
-            } else {
-                &[api, proxy, authorizer, function][..]
-            };
-            deployed.push(g.add(Node::Method(m.verb.clone(), path), parents));
-        }
-    }
-    deployed.push(g.add(Node::OtherMethods, &[api]));
-    let permission = g.add(Node::Permission, &[function, api, logs]);
-    let stage = g.add(Node::Stage, &deployed);
-    g.add(Node::Retired(Front::Http), &[permission, stage]);
-}
-
-/// The HTTP API, its JWT authorizer (whose audience is every client: each client is a
-/// parent), integration, routes and `$default` stage; then the REST API a switch left.
-fn http_front(
-    g: &mut Graph,
-    desired: &Desired,
-    pool: usize,
-    clients: &[usize],
-    function: usize,
-    logs: usize,
-) {
-    let api = g.add(Node::HttpApi, &[]);
-    let mut parents = vec![api, pool];
-    parents.extend_from_slice(clients);
-    let authorizer = g.add(Node::JwtAuthorizer, &parents);
-    let integration = g.add(Node::Integration, &[api, function]);
-    let mut live = vec![api, authorizer, integration];
-    for m in &desired.methods {
-        for path in [ROOT, PROXY] {
-            live.push(g.add(
-                Node::Route(m.verb.clone(), path),
-                &[api, authorizer, integration],
-            ));
-        }
-    }
-    live.push(g.add(Node::OtherRoutes, &[api]));
-    let permission = g.add(Node::Permission, &[function, api, logs]);
-    let stage = g.add(Node::HttpStage, &live);
-    g.add(Node::Retired(Front::Rest), &[permission, stage]);
 }
 
 /// The resources `down` deletes itself, and what must be gone before each: the rest
@@ -454,6 +403,53 @@ mod tests {
             4 + 3,
             "the methods, the sweep, the API, the authorizer"
         );
+    }
+
+    #[test]
+    fn each_front_is_its_own_nodes_and_the_other_fronts_api_goes_last() {
+        let mut d = desired(&[("a", false), ("b", false)], &["GET", "POST"]);
+        d.front = Front::Http;
+        let g = stack(&d);
+        for rest_only in [Node::Api, Node::Authorizer, Node::ProxyPath, Node::Stage] {
+            assert!(g.index(&rest_only).is_none(), "{rest_only:?}");
+        }
+        let routes = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n, Node::Route(..)))
+            .count();
+        assert_eq!(routes, 4, "two verbs on two paths");
+        // The audience is every client: the authorizer waits for each.
+        let authorizer = g.index(&Node::JwtAuthorizer).unwrap();
+        for c in ["a", "b"] {
+            let client = g.index(&Node::Client(c.into())).unwrap();
+            assert!(g.parents[authorizer].contains(&client), "{c}");
+        }
+        // The permission names the HTTP API; the REST API a switch left goes only once
+        // the permission has moved and the new stage serves.
+        let api = g.index(&Node::HttpApi).unwrap();
+        let permission = g.index(&Node::Permission).unwrap();
+        assert!(g.parents[permission].contains(&api));
+        let retired = g.index(&Node::Retired(Front::Rest)).unwrap();
+        let stage = g.index(&Node::HttpStage).unwrap();
+        assert_eq!(g.parents[retired], [permission, stage]);
+        assert_eq!(g.nodes[retired].kind(), "rest_api");
+
+        d.front = Front::Rest;
+        let g = stack(&d);
+        assert!(g.index(&Node::HttpApi).is_none());
+        let retired = g.index(&Node::Retired(Front::Http)).unwrap();
+        assert_eq!(g.nodes[retired].kind(), "http_api");
+        assert_eq!(
+            g.parents[retired],
+            [
+                g.index(&Node::Permission).unwrap(),
+                g.index(&Node::Stage).unwrap()
+            ]
+        );
+        // `down` deletes both fronts' APIs, whatever is configured.
+        let t = teardown();
+        assert!(t.index(&Node::Api).is_some() && t.index(&Node::HttpApi).is_some());
     }
 
     #[test]
