@@ -98,6 +98,15 @@ async fn an_http_front_lives_answers_by_scope_keeps_still_repairs_drift_and_goes
     // `invoke` goes the same way (the greeting through payload 2.0).
     let inv = h.json(&["invoke", "--client", "reader", "--path", "/items"]);
     assert_eq!(inv["status"], 200, "{inv}");
+    assert_eq!(
+        inv["body"]["message"], "Hello Authenticated Client!",
+        "{inv}"
+    );
+    assert_eq!(
+        inv["body"]["client_id"], up["outputs"]["clients"]["reader"],
+        "{inv}"
+    );
+    assert_eq!(inv["body"]["scope"], "users/read", "{inv}");
 
     // A second `up` changes nothing: no write reaches AWS.
     let again = h.run_observed(&proxy, &["-o", "json", "up"]);
@@ -442,4 +451,29 @@ async fn an_interrupted_http_up_is_finished_by_the_next() {
     assert_eq!(keys, ["GET /", "GET /{proxy+}", "POST /", "POST /{proxy+}"]);
     let status = h.json(&["status"]);
     assert_eq!(status["in_sync"], true, "{status}");
+}
+
+/// `list` counts a stack's HTTP API among its tagged resources (found without a state
+/// file too); `prune` takes an HTTP-front stack down like any other.
+#[tokio::test]
+async fn list_and_prune_see_an_http_front() {
+    let h = Harness::new();
+    let sdk = h.aws().await;
+    write_config(&h, TWO);
+    h.ok(&["up"]);
+    std::fs::remove_file(h.state_file()).unwrap();
+    let list = h.json(&["list"]);
+    let ours = list["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stack"] == h.stack.as_str())
+        .unwrap_or_else(|| panic!("{list}"))
+        .clone();
+    // Function, pool, role and the HTTP API.
+    assert_eq!(ours["tagged"], 4, "{list}");
+    assert_eq!(ours["in_state"], false, "{list}");
+    let pruned = h.json(&["prune", "--match", &h.stack]);
+    assert!(pruned.to_string().contains(&h.stack), "{pruned}");
+    sdk.assert_empty().await;
 }
