@@ -82,7 +82,8 @@ async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {
 }
 
 /// Every HTTP API of the account and region, tags included (GetApis carries them).
-/// The SDK has no paginator for it: the pages are followed by `next_token`.
+/// The SDK has no paginator for it: the pages are followed by `next_token` (v2 documents
+/// no largest page size, so none is asked for; the same for routes and integrations).
 pub async fn list_all(aws: &crate::aws::Aws, doing: &str) -> Result<Vec<Api>> {
     let mut token: Option<String> = None;
     let mut all = Vec::new();
@@ -90,7 +91,6 @@ pub async fn list_all(aws: &crate::aws::Aws, doing: &str) -> Result<Vec<Api>> {
         let out = crate::quota::send("GetApis", doing, || async {
             aws.apigw2
                 .get_apis()
-                .max_results("500")
                 .set_next_token(token.clone())
                 .send()
                 .await
@@ -230,5 +230,55 @@ pub fn url(endpoint_url: Option<&str>, api_id: &str, region: &str) -> String {
             super::http_stage::STAGE
         ),
         None => format!("https://{api_id}.execute-api.{region}.amazonaws.com/"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_apigatewayv2::operation::get_apis::GetApisOutput;
+    use aws_smithy_mocks::mock;
+
+    use super::super::eventual::fixture;
+    use super::*;
+
+    fn api(id: &str, name: &str, stack: &str) -> Api {
+        Api::builder()
+            .api_id(id)
+            .name(name)
+            .protocol_type(ProtocolType::Http)
+            .route_selection_expression("${request.method} ${request.path}")
+            .tags(STACK_TAG, stack)
+            .build()
+    }
+
+    /// AWS pages GetApis (the emulator does not): every page is read, by `next_token`,
+    /// and the stack's API on the second page is found.
+    #[tokio::test]
+    async fn every_page_of_get_apis_is_read() {
+        let first = mock!(aws_sdk_apigatewayv2::Client::get_apis)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                GetApisOutput::builder()
+                    .items(api("a1", "other-api", "other"))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_apigatewayv2::Client::get_apis)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(|| {
+                GetApisOutput::builder()
+                    .items(api("b2", "s-api", "s"))
+                    .build()
+            });
+        let f = fixture(vec![("apigateway", first), ("apigateway", second)]).await;
+        let ctx = f.ctx();
+        let all = list_all(ctx.aws, "test").await.unwrap();
+        assert_eq!(all.len(), 2);
+        let found = find(&ctx)
+            .await
+            .unwrap()
+            .expect("the stack's API, on page 2");
+        assert_eq!(found.id, "b2");
+        assert_eq!(found.settings.protocol, "HTTP");
     }
 }

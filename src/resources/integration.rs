@@ -43,7 +43,6 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Vec<(String, IntegrationSet
             .apigw2
             .get_integrations()
             .api_id(api_id)
-            .max_results("500")
             .set_next_token(token.clone())
             .send()
             .await

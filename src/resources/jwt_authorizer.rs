@@ -30,6 +30,7 @@ pub fn desired(region: &str, pool_id: &str, client_ids: &[String]) -> JwtSetting
     }
 }
 
+/// One page: an HTTP API has at most 10 authorizers (a hard limit), fewer than a page.
 async fn find(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<(String, JwtSettings)>> {
     let name = ctx.authorizer_name();
     let out = ctx
@@ -37,7 +38,6 @@ async fn find(ctx: &Ctx<'_>, api_id: &str) -> Result<Option<(String, JwtSettings
         .apigw2
         .get_authorizers()
         .api_id(api_id)
-        .max_results("500")
         .send()
         .await
         .sdk()

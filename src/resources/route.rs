@@ -69,7 +69,6 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Vec<Existing>> {
             .apigw2
             .get_routes()
             .api_id(api_id)
-            .max_results("500")
             .set_next_token(token.clone())
             .send()
             .await
