@@ -161,6 +161,13 @@ pub async fn ensure(ctx: &Ctx<'_>, api: &Handle, function: &Handle) -> Result<Ha
         }
         ctx.rec.set(KIND, &id).await?;
     }
-    ctx.finish(KIND, &id, &decision, recorded, started);
+    // A new one has no id yet: shown by what it invokes.
+    ctx.finish(
+        KIND,
+        &super::shown(&id, &ctx.function_name()),
+        &decision,
+        recorded,
+        started,
+    );
     Ok(Handle::new(id.clone(), id, found.is_none()))
 }
