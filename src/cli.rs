@@ -328,6 +328,13 @@ pub struct StackArgs {
     /// `client`]. Cognito names it <stack>-<NAME>
     #[arg(long = "client", value_name = "NAME[=SCOPES]")]
     pub clients: Vec<String>,
+
+    /// The API's front door: `rest` (REST API, Cognito authorizer) or `http` (HTTP API,
+    /// JWT authorizer; about a third of the price per request). Changing it on a stack
+    /// switches in place: the new API is built, the function's permission moved, the
+    /// old API deleted; the URL changes [default: rest]
+    #[arg(long, env = "PROVISION_FRONT", value_name = "rest|http")]
+    pub front: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,10 @@ use crate::consumers::{self, ClientSpec, MethodSpec};
 use crate::errors::{Error, Result};
 use crate::store::{self, Location, LockOpts};
 
+mod front;
+use front::check_http_limits;
+pub use front::Front;
+
 pub use crate::names::{validate_region, validate_stack, Scope, LOCAL_DEFAULT_REGION, MAX_SCOPES};
 
 pub const DEFAULT_STACK: &str = "m2m-api";
@@ -64,6 +68,8 @@ pub struct FileConfig {
     pub methods: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// `status` calls a client secret older than this many days `drifted`.
     pub max_secret_age: Option<u64>,
+    /// `rest` or `http`: which kind of API Gateway API fronts the function.
+    pub front: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +159,8 @@ pub struct Desired {
     pub clients: Vec<ClientSpec>,
     /// The HTTP methods on `/` and `/{proxy+}`, sorted by verb.
     pub methods: Vec<MethodSpec>,
+    /// Which API fronts the function.
+    pub front: Front,
 }
 
 impl Desired {
@@ -318,7 +326,15 @@ pub fn resolve_desired(args: &StackArgs, file: &FileConfig) -> Result<Desired> {
     }
     let clients = consumers::resolve_clients(&args.clients, &file.clients, &scopes)?;
     let methods = consumers::resolve_methods(file.methods.as_ref(), &scopes)?;
+    let front = match args.front.as_deref().or(file.front.as_deref()) {
+        Some(f) => Front::parse(f)?,
+        None => Front::Rest,
+    };
+    if front == Front::Http {
+        check_http_limits(&clients, &methods)?;
+    }
     Ok(Desired {
+        front,
         log_retention_days,
         clients,
         methods,

@@ -1,6 +1,6 @@
 //! Every stack of a region: from the state location (`<stack>.json`) and from the
 //! `provision:stack` tag on the kinds every stack has (Lambda functions, user pools,
-//! REST APIs, IAM roles) — so a stack whose state file is gone (a cancelled CI job, a
+//! REST or HTTP APIs, IAM roles) — so a stack whose state file is gone (a cancelled CI job, a
 //! deleted runner) is still found. A resource with a stack-like name but without our
 //! tag is someone else's and never listed.
 
@@ -11,7 +11,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use crate::aws::{Aws, SdkResultExt};
 use crate::errors::Result;
 use crate::resources::role_region::REGION_TAG;
-use crate::resources::{rest_api, user_pool, STACK_TAG};
+use crate::resources::{http_api, rest_api, user_pool, STACK_TAG};
 use crate::store::{self, Location};
 
 /// Reads of one kind sent at the same time (one per candidate resource).
@@ -41,9 +41,10 @@ struct Tagged {
 
 /// Every stack of the region, sorted by name.
 pub async fn stacks(aws: &Aws, region: &str, location: &Location) -> Result<Vec<Stack>> {
-    let (in_state, apis, pools, functions, roles) = tokio::try_join!(
+    let (in_state, apis, http, pools, functions, roles) = tokio::try_join!(
         store::stacks_in(location, &aws.s3, region),
         rest_apis(aws),
+        http_apis(aws),
         user_pools(aws),
         functions(aws),
         roles(aws, region),
@@ -61,7 +62,7 @@ pub async fn stacks(aws: &Aws, region: &str, location: &Location) -> Result<Vec<
             },
         );
     }
-    let all = apis.into_iter().chain(pools).chain(functions);
+    let all = apis.into_iter().chain(http).chain(pools).chain(functions);
     let (legacy, regional): (Vec<Tagged>, Vec<Tagged>) =
         roles.into_iter().partition(|r| r.legacy_role);
     for t in all.chain(regional) {
@@ -117,6 +118,21 @@ fn valid_stack(tag: Option<&String>) -> Option<String> {
 /// REST APIs carry their tags in the listing.
 async fn rest_apis(aws: &Aws) -> Result<Vec<Tagged>> {
     Ok(rest_api::list_all(aws, "listing REST APIs")
+        .await?
+        .iter()
+        .filter_map(|api| {
+            valid_stack(api.tags().and_then(|t| t.get(STACK_TAG))).map(|stack| Tagged {
+                stack,
+                created: api.created_date().map(|d| d.secs()),
+                legacy_role: false,
+            })
+        })
+        .collect())
+}
+
+/// HTTP APIs (the `http` front) carry their tags in the listing too.
+async fn http_apis(aws: &Aws) -> Result<Vec<Tagged>> {
+    Ok(http_api::list_all(aws, "listing HTTP APIs")
         .await?
         .iter()
         .filter_map(|api| {

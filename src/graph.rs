@@ -12,11 +12,14 @@ use std::collections::VecDeque;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Value};
 
-use crate::config::Desired;
+use crate::config::{Desired, Front};
+
+mod fronts;
 use crate::errors::Result;
 use crate::interrupt;
 use crate::report;
-use crate::resources::methods::{PROXY, ROOT};
+use crate::resources::methods::PROXY;
+use fronts::{http_front, rest_front};
 
 /// One resource of the stack (or, for the `Other*` nodes, the sweep that deletes what
 /// is the stack's but no longer configured).
@@ -47,6 +50,18 @@ pub enum Node {
     OtherMethods,
     Permission,
     Stage,
+    /// The HTTP API (`front = "http"`) and what hangs off it.
+    HttpApi,
+    JwtAuthorizer,
+    Integration,
+    /// A route: (verb, path), as `Method` for the REST front.
+    Route(String, &'static str),
+    /// Routes on the HTTP API that the configuration does not list.
+    OtherRoutes,
+    HttpStage,
+    /// The API of the other front, left by a switch (deleted once the new front and
+    /// the permission are in place).
+    Retired(Front),
 }
 
 impl Node {
@@ -67,6 +82,12 @@ impl Node {
             Node::Method(..) | Node::OtherMethods => "method",
             Node::Permission => "lambda_permission",
             Node::Stage => "stage",
+            Node::HttpApi | Node::Retired(Front::Http) => "http_api",
+            Node::Retired(Front::Rest) => "rest_api",
+            Node::JwtAuthorizer => "jwt_authorizer",
+            Node::Integration => "integration",
+            Node::Route(..) | Node::OtherRoutes => "route",
+            Node::HttpStage => "http_stage",
         }
     }
 
@@ -74,9 +95,12 @@ impl Node {
     pub fn name(&self) -> String {
         match self {
             Node::Client(n) | Node::Secret(n) => n.clone(),
-            Node::Method(verb, path) => format!("{verb} {path}"),
+            Node::Method(verb, path) | Node::Route(verb, path) => format!("{verb} {path}"),
             Node::ProxyPath => PROXY.to_string(),
-            Node::OtherClients | Node::OtherSecrets | Node::OtherMethods => "(others)".into(),
+            Node::OtherClients | Node::OtherSecrets | Node::OtherMethods | Node::OtherRoutes => {
+                "(others)".into()
+            }
+            Node::Retired(_) => "(old front)".into(),
             _ => String::new(),
         }
     }
@@ -118,32 +142,20 @@ pub fn stack(desired: &Desired) -> Graph {
     let pool = g.add(Node::Pool, &[]);
     g.add(Node::Domain, &[pool]);
     let server = g.add(Node::ResourceServer, &[pool]);
+    let mut clients = Vec::new();
     for c in &desired.clients {
         let client = g.add(Node::Client(c.name.clone()), &[pool, server]);
+        clients.push(client);
         if c.secret {
             g.add(Node::Secret(c.name.clone()), &[pool, client]);
         }
     }
     g.add(Node::OtherClients, &[pool]);
     g.add(Node::OtherSecrets, &[]);
-    let api = g.add(Node::Api, &[]);
-    let authorizer = g.add(Node::Authorizer, &[api, pool]);
-    let proxy = g.add(Node::ProxyPath, &[api]);
-    let mut deployed = vec![api, authorizer];
-    for m in &desired.methods {
-        for (path, under) in [(ROOT, api), (PROXY, proxy)] {
-            let parents = [under, authorizer, function];
-            let parents = if under == api {
-                &parents[..]
-            } else {
-                &[api, proxy, authorizer, function][..]
-            };
-            deployed.push(g.add(Node::Method(m.verb.clone(), path), parents));
-        }
+    match desired.front {
+        Front::Rest => rest_front(&mut g, desired, pool, function, logs),
+        Front::Http => http_front(&mut g, desired, pool, &clients, function, logs),
     }
-    deployed.push(g.add(Node::OtherMethods, &[api]));
-    g.add(Node::Permission, &[function, api, logs]);
-    g.add(Node::Stage, &deployed);
     g
 }
 
@@ -155,6 +167,8 @@ pub fn teardown() -> Graph {
         parents: Vec::new(),
     };
     g.add(Node::Api, &[]);
+    // Both fronts, whichever is configured: a switch interrupted half-way left both.
+    g.add(Node::HttpApi, &[]);
     g.add(Node::OtherSecrets, &[]);
     g.add(Node::Pool, &[]);
     let function = g.add(Node::Function, &[]);
@@ -170,6 +184,7 @@ pub fn teardown() -> Graph {
 pub fn cascades(node: &Node) -> &'static [&'static str] {
     match node {
         Node::Api => &["stage", "method", "authorizer"],
+        Node::HttpApi => &["http_stage", "route", "integration", "jwt_authorizer"],
         Node::Pool => &["app_client", "resource_server"],
         Node::Function => &["lambda_permission"],
         _ => &[],
@@ -355,6 +370,7 @@ mod tests {
                     scopes: scopes.clone(),
                 })
                 .collect(),
+            front: Default::default(),
         }
     }
 
@@ -387,6 +403,53 @@ mod tests {
             4 + 3,
             "the methods, the sweep, the API, the authorizer"
         );
+    }
+
+    #[test]
+    fn each_front_is_its_own_nodes_and_the_other_fronts_api_goes_last() {
+        let mut d = desired(&[("a", false), ("b", false)], &["GET", "POST"]);
+        d.front = Front::Http;
+        let g = stack(&d);
+        for rest_only in [Node::Api, Node::Authorizer, Node::ProxyPath, Node::Stage] {
+            assert!(g.index(&rest_only).is_none(), "{rest_only:?}");
+        }
+        let routes = g
+            .nodes
+            .iter()
+            .filter(|n| matches!(n, Node::Route(..)))
+            .count();
+        assert_eq!(routes, 4, "two verbs on two paths");
+        // The audience is every client: the authorizer waits for each.
+        let authorizer = g.index(&Node::JwtAuthorizer).unwrap();
+        for c in ["a", "b"] {
+            let client = g.index(&Node::Client(c.into())).unwrap();
+            assert!(g.parents[authorizer].contains(&client), "{c}");
+        }
+        // The permission names the HTTP API; the REST API a switch left goes only once
+        // the permission has moved and the new stage serves.
+        let api = g.index(&Node::HttpApi).unwrap();
+        let permission = g.index(&Node::Permission).unwrap();
+        assert!(g.parents[permission].contains(&api));
+        let retired = g.index(&Node::Retired(Front::Rest)).unwrap();
+        let stage = g.index(&Node::HttpStage).unwrap();
+        assert_eq!(g.parents[retired], [permission, stage]);
+        assert_eq!(g.nodes[retired].kind(), "rest_api");
+
+        d.front = Front::Rest;
+        let g = stack(&d);
+        assert!(g.index(&Node::HttpApi).is_none());
+        let retired = g.index(&Node::Retired(Front::Http)).unwrap();
+        assert_eq!(g.nodes[retired].kind(), "http_api");
+        assert_eq!(
+            g.parents[retired],
+            [
+                g.index(&Node::Permission).unwrap(),
+                g.index(&Node::Stage).unwrap()
+            ]
+        );
+        // `down` deletes both fronts' APIs, whatever is configured.
+        let t = teardown();
+        assert!(t.index(&Node::Api).is_some() && t.index(&Node::HttpApi).is_some());
     }
 
     #[test]

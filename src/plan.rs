@@ -260,6 +260,11 @@ pub struct StageSettings {
 }
 settings!(StageSettings { definition });
 
+mod http;
+pub use http::{
+    HttpApiSettings, HttpStageSettings, IntegrationSettings, JwtSettings, RouteSettings,
+};
+
 /// Marks a deployment's description, so that a run without a state file can still
 /// tell which definition a stage serves.
 pub const DEFINITION_MARK: &str = "provision definition ";

@@ -44,6 +44,9 @@ pub const API_GATEWAY: &[Quota] = &[
 ];
 
 /// Every other control-plane operation of API Gateway (the SDK's retries cover it).
+/// API Gateway v2 (the HTTP API front: CreateApi, CreateRoute, DeleteApi, ...) has no
+/// per-operation row on AWS's quotas page: all of it shares this account-wide bucket
+/// (10 per second, burst 40), so no v2 operation is scarce enough for a row above.
 pub const API_GATEWAY_OTHER: Quota = quota("*", 10, 1, 40);
 
 /// How long a request refused for a quota is retried before provision gives up. The

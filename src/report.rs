@@ -188,6 +188,8 @@ pub struct RunReport<'a> {
     pub stack: &'a str,
     pub region: &'a str,
     pub resources: &'a [Done],
+    /// The front door the run built (`up`): `rest` or `http`.
+    pub front: Option<&'a str>,
     pub outputs: Option<&'a Outputs>,
     pub api_calls: usize,
     pub elapsed: Duration,
@@ -218,6 +220,9 @@ impl RunReport<'_> {
             "api_calls": self.api_calls,
             "elapsed_ms": self.elapsed.as_millis() as u64,
         });
+        if let Some(front) = self.front {
+            v["front"] = json!(front);
+        }
         if self.dry_run {
             v["dry_run"] = json!(true);
         }
@@ -361,6 +366,7 @@ mod tests {
             stack: "s",
             region: "us-east-1",
             resources: &done,
+            front: None,
             outputs: Some(&o),
             api_calls: 3,
             elapsed: Duration::from_millis(1234),

@@ -33,6 +33,13 @@ pub struct Outputs {
     pub user_pool_id: String,
     pub region: String,
     pub stack: String,
+    /// `rest` or `http` (files written before there was a choice: `rest`).
+    #[serde(default = "rest")]
+    pub front: String,
+}
+
+fn rest() -> String {
+    "rest".into()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -55,6 +62,10 @@ pub struct StateFile {
     /// Present after a successful `up`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Outputs>,
+    /// The front the last `up` built (written before it starts, so `down` knows to look
+    /// for an API a killed switch made but did not record). None: `rest`, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub front: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -74,6 +85,7 @@ impl StateFile {
             resources: BTreeMap::new(),
             deployed: None,
             outputs: None,
+            front: None,
         }
     }
 

@@ -55,6 +55,18 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
         .collect();
     let mut many_scopes_args = vec!["up"];
     many_scopes_args.extend(many_scopes.iter().map(String::as_str));
+    // An HTTP API's hard limits: 10 scopes per route (here `ANY` needs all 11), 50
+    // audiences per JWT authorizer (one per client).
+    let route_scopes: Vec<String> = (0..11)
+        .flat_map(|i| ["--scope".to_string(), format!("users/s{i}")])
+        .collect();
+    let mut route_scopes_args = vec!["up", "--front", "http"];
+    route_scopes_args.extend(route_scopes.iter().map(String::as_str));
+    let clients: Vec<String> = (0..51)
+        .flat_map(|i| ["--client".to_string(), format!("c{i}")])
+        .collect();
+    let mut clients_args = vec!["up", "--front", "http"];
+    clients_args.extend(clients.iter().map(String::as_str));
     // A 60 MB handler that does not compress: over Lambda's 50 MB zip upload limit.
     let big = h.dir.path().join("big-handler");
     std::fs::write(&big, common::incompressible(60 << 20)).unwrap();
@@ -307,6 +319,33 @@ fn bad_input_is_refused_before_any_write_with_one_clear_line() {
                 &["state file", "account 123456789012"],
             )
         },
+        case(
+            "--front neither rest nor http",
+            &["up", "--front", "graphql"],
+            2,
+            &["front", "`graphql`", "rest", "http"],
+        ),
+        Case {
+            files: vec![("provision.toml", "front = \"soap\"\n")],
+            ..case(
+                "config front neither rest nor http",
+                &["status"],
+                2,
+                &["front", "`soap`"],
+            )
+        },
+        case(
+            "front http: a route with 11 scopes",
+            &route_scopes_args,
+            2,
+            &["front = \"http\"", "11 scopes", "at most 10"],
+        ),
+        case(
+            "front http: 51 clients",
+            &clients_args,
+            2,
+            &["front = \"http\"", "51 clients", "at most 50 audiences"],
+        ),
         case(
             "config file missing",
             &["-c", "nope.toml", "up"],

@@ -319,6 +319,100 @@ async fn exercise_every_path(h: &Harness) -> (BTreeSet<String>, Names) {
         sdk.iam.delete_role().role_name(&legacy).send().await.ok();
     }
     sdk.assert_empty().await;
+
+    // The HTTP front: a switch from REST (the permission moves, the REST API goes),
+    // drift of every kind `up` repairs on it, an extra route, adoption without state,
+    // the switch back and forth, `down` by id and by discovery.
+    ok(&["up"]);
+    ok(&["up", "--front", "http"]);
+    ok(&["status", "--front", "http"]);
+    let (http_id, _) = sdk.http_apis().await.remove(0);
+    let routes = sdk
+        .apigw2
+        .get_routes()
+        .api_id(&http_id)
+        .send()
+        .await
+        .unwrap();
+    let route = routes.items()[0].route_id().unwrap().to_string();
+    sdk.apigw2
+        .update_route()
+        .api_id(&http_id)
+        .route_id(&route)
+        .authorization_type(aws_sdk_apigatewayv2::types::AuthorizationType::None)
+        .send()
+        .await
+        .unwrap();
+    let authorizers = sdk
+        .apigw2
+        .get_authorizers()
+        .api_id(&http_id)
+        .send()
+        .await
+        .unwrap();
+    sdk.apigw2
+        .update_authorizer()
+        .api_id(&http_id)
+        .authorizer_id(authorizers.items()[0].authorizer_id().unwrap())
+        .jwt_configuration(
+            aws_sdk_apigatewayv2::types::JwtConfiguration::builder()
+                .issuer("https://example.com")
+                .audience("someone")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let integrations = sdk
+        .apigw2
+        .get_integrations()
+        .api_id(&http_id)
+        .send()
+        .await
+        .unwrap();
+    sdk.apigw2
+        .update_integration()
+        .api_id(&http_id)
+        .integration_id(integrations.items()[0].integration_id().unwrap())
+        .payload_format_version("1.0")
+        .send()
+        .await
+        .unwrap();
+    sdk.apigw2
+        .update_stage()
+        .api_id(&http_id)
+        .stage_name("$default")
+        .auto_deploy(false)
+        .send()
+        .await
+        .unwrap();
+    sdk.apigw2
+        .create_route()
+        .api_id(&http_id)
+        .route_key("GET /open")
+        .send()
+        .await
+        .unwrap();
+    let drift = h.run(&["-o", "json", "status", "--front", "http"]);
+    assert_eq!(drift.code, 3, "{}", drift.describe());
+    ok(&["up", "--front", "http"]);
+    let after = h.run(&["-o", "json", "status", "--front", "http"]);
+    assert_eq!(
+        after.code,
+        0,
+        "up repaired the HTTP front:\n{}",
+        after.describe()
+    );
+    calls.borrow_mut().extend(after.calls.iter().cloned());
+    std::fs::remove_file(h.state_file()).unwrap();
+    ok(&["up", "--front", "http"]);
+    ok(&["up"]);
+    ok(&["up", "--front", "http"]);
+    ok(&["down"]);
+    ok(&["up", "--front", "http"]);
+    std::fs::remove_file(h.state_file()).unwrap();
+    ok(&["down"]);
+    sdk.assert_empty().await;
     (calls.into_inner(), names)
 }
 
@@ -492,6 +586,14 @@ async fn the_policy_allows_exactly_what_the_binary_calls() {
         "iam:DetachRolePolicy",
         "s3:PutObject",
         "s3:ListObjectsV2",
+        "apigateway:CreateApi",
+        "apigateway:UpdateRoute",
+        "apigateway:UpdateAuthorizer",
+        "apigateway:UpdateIntegration",
+        "apigateway:UpdateStage",
+        "apigateway:DeleteRoute",
+        "apigateway:GetApis",
+        "apigateway:DeleteApi",
     ] {
         assert!(calls.contains(op), "the run took the path that calls {op}");
     }

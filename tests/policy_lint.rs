@@ -121,6 +121,13 @@ const NEWER_THAN_PARLIAMENT: &[&str] = &[
     "cognito-idp:DeleteUserPoolClientSecret",
 ];
 
+/// Condition keys newer than the pinned parliament's table: API Gateway v2's
+/// `apigateway:Request/RouteAuthorizationType` (CreateRoute/UpdateRoute: the route's
+/// authorization type, so a grant can refuse routes without the JWT authorizer; AWS's
+/// API Gateway guide, "condition keys for HTTP APIs"). Only an
+/// UNKNOWN_CONDITION_FOR_ACTION finding naming one of these is let through.
+const KEYS_NEWER_THAN_PARLIAMENT: &[&str] = &["apigateway:Request/RouteAuthorizationType"];
+
 #[test]
 fn the_iam_policy_has_no_parliament_findings() {
     let path = repo_root().join("docs/iam-policy.json");
@@ -132,6 +139,14 @@ fn the_iam_policy_has_no_parliament_findings() {
                 && NEWER_THAN_PARLIAMENT
                     .iter()
                     .any(|a| f["location"]["string"].as_str() == Some(*a)))
+        })
+        .filter(|f| {
+            !(f["issue"] == "UNKNOWN_CONDITION_FOR_ACTION"
+                && KEYS_NEWER_THAN_PARLIAMENT.iter().any(|k| {
+                    f["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(&format!("condition {k} for")))
+                }))
         })
         .collect();
     assert!(

@@ -251,6 +251,8 @@ pub struct Aws {
     pub lambda: aws_sdk_lambda::Client,
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
+    /// API Gateway v2: the HTTP API front door.
+    pub apigw2: aws_sdk_apigatewayv2::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     /// For state on S3 (never for the stack's resources).
@@ -269,6 +271,7 @@ pub struct Once {
     pub lambda: aws_sdk_lambda::Client,
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
+    pub apigw2: aws_sdk_apigatewayv2::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
 }
@@ -350,6 +353,7 @@ impl Aws {
             lambda: client!(aws_sdk_lambda, "lambda"),
             cognito: client!(aws_sdk_cognitoidentityprovider, "cognito-idp"),
             apigw: client!(aws_sdk_apigateway, "apigateway"),
+            apigw2: client!(aws_sdk_apigatewayv2, "apigateway"),
             secrets: client!(aws_sdk_secretsmanager, "secretsmanager"),
             logs: client!(aws_sdk_cloudwatchlogs, "logs"),
             s3: {
@@ -377,6 +381,11 @@ impl Aws {
                 ),
                 apigw: client!(
                     aws_sdk_apigateway,
+                    "apigateway",
+                    Some(RetryConfig::disabled())
+                ),
+                apigw2: client!(
+                    aws_sdk_apigatewayv2,
                     "apigateway",
                     Some(RetryConfig::disabled())
                 ),

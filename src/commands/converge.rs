@@ -1,12 +1,14 @@
 //! `up`, `status` and `--dry-run` over the stack's graph: what each node does, and what
 //! it hands its children.
 
+use crate::config::Front;
 use crate::errors::{Error, Result};
 use crate::graph::{self, Node};
 use crate::plan::{self, AuthorizerSettings, MethodSettings};
 use crate::resources::{
-    app_client, authorizer, domain, function, log_group, methods, permission, resource_server,
-    rest_api, role, secret, stage, user_pool, Ctx, Handle,
+    app_client, authorizer, domain, function, http_api, http_stage, integration, jwt_authorizer,
+    log_group, methods, permission, resource_server, rest_api, retire, role, route, secret, stage,
+    user_pool, Ctx, Handle,
 };
 
 /// What a node hands its children.
@@ -23,6 +25,10 @@ enum Out {
     Path(String),
     /// A method's key in the API definition and its settings.
     Method(String, MethodSettings),
+    /// The HTTP API, its JWT authorizer, its integration.
+    HttpApi(Handle),
+    JwtAuthorizer(Handle),
+    Integration(Handle),
 }
 
 /// The ids `up` learns, for the outputs.
@@ -51,6 +57,7 @@ pub async fn converge(ctx: &Ctx<'_>, limit: usize) -> Result<Converged> {
         match (node, out) {
             (Node::Pool, Out::Pool(p)) => converged.pool_id = p.handle.id,
             (Node::Api, Out::Api(a)) => converged.api_id = a.handle.id,
+            (Node::HttpApi, Out::HttpApi(a)) => converged.api_id = a.id,
             (Node::Client(name), Out::Client(c)) => {
                 converged.clients.push((name.clone(), c.handle.id))
             }
@@ -94,6 +101,34 @@ impl Inputs {
             Out::Api(a) => Ok(a),
             other => Err(mismatch("api", other)),
         }
+    }
+    fn http_api(&self) -> Result<&Handle> {
+        match self.get(&Node::HttpApi)? {
+            Out::HttpApi(a) => Ok(a),
+            other => Err(mismatch("HTTP API", other)),
+        }
+    }
+    fn jwt_authorizer(&self) -> Result<&Handle> {
+        match self.get(&Node::JwtAuthorizer)? {
+            Out::JwtAuthorizer(a) => Ok(a),
+            other => Err(mismatch("JWT authorizer", other)),
+        }
+    }
+    fn integration(&self) -> Result<&Handle> {
+        match self.get(&Node::Integration)? {
+            Out::Integration(i) => Ok(i),
+            other => Err(mismatch("integration", other)),
+        }
+    }
+    /// The ids of every client among the parents, in the configuration's order.
+    fn client_ids(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Out::Client(c) => Some(c.handle.id.clone()),
+                _ => None,
+            })
+            .collect()
     }
     fn authorizer(&self) -> Result<(&Handle, &AuthorizerSettings)> {
         match self.get(&Node::Authorizer)? {
@@ -249,8 +284,13 @@ async fn step(ctx: &Ctx<'_>, node: &Node, inputs: Vec<(Node, Out)>) -> Result<Ou
             Out::Done
         }
         Node::Permission => {
-            let (function, api) = (inputs.function()?, inputs.api()?);
-            let grant = permission::ensure(ctx, &function.handle, &api.handle);
+            let function = inputs.function()?;
+            // The API of the configured front: moving the permission is half a switch.
+            let api = match ctx.desired.front {
+                Front::Rest => &inputs.api()?.handle,
+                Front::Http => inputs.http_api()?,
+            };
+            let grant = permission::ensure(ctx, &function.handle, api);
             let waiting = "waiting for lambda_function to be ready";
             if function.settling && function.handle.fresh {
                 // A function being created takes a permission (only invoking it
@@ -279,6 +319,55 @@ async fn step(ctx: &Ctx<'_>, node: &Node, inputs: Vec<(Node, Out)>) -> Result<Ou
             let definition = plan::definition_hash(authorizer, &inputs.methods());
             ctx.track(label, stage::ensure(ctx, &api.handle, &definition))
                 .await?;
+            Out::Done
+        }
+        Node::HttpApi => Out::HttpApi(ctx.track(label, http_api::ensure(ctx)).await?),
+        Node::JwtAuthorizer => {
+            let (api, pool) = (inputs.http_api()?, inputs.pool()?);
+            let clients = inputs.client_ids();
+            Out::JwtAuthorizer(
+                ctx.track(
+                    label,
+                    jwt_authorizer::ensure(ctx, api, &pool.handle, &clients),
+                )
+                .await?,
+            )
+        }
+        Node::Integration => {
+            let (api, function) = (inputs.http_api()?, inputs.function()?);
+            Out::Integration(
+                ctx.track(label, integration::ensure(ctx, api, &function.handle))
+                    .await?,
+            )
+        }
+        Node::Route(verb, path) => {
+            let api = inputs.http_api()?;
+            let (authorizer, integration) = (inputs.jwt_authorizer()?, inputs.integration()?);
+            let spec = ctx
+                .desired
+                .methods
+                .iter()
+                .find(|m| &m.verb == verb)
+                .expect("a configured method");
+            ctx.track(
+                label,
+                route::ensure(ctx, api, path, spec, authorizer, integration),
+            )
+            .await?;
+            Out::Done
+        }
+        Node::OtherRoutes => {
+            let api = inputs.http_api()?;
+            ctx.track(label, route::sweep(ctx, api)).await?;
+            Out::Done
+        }
+        Node::HttpStage => {
+            let api = inputs.http_api()?;
+            ctx.track(label, http_stage::ensure(ctx, api)).await?;
+            Out::Done
+        }
+        Node::Retired(old) => {
+            ctx.track(label, retire::retire(ctx, *old)).await?;
             Out::Done
         }
     })

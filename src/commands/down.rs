@@ -10,8 +10,8 @@
 use std::time::Instant;
 
 use super::down_kinds::{
-    api_by_id, apis_by_search, cascaded, pool_by_id, pools_by_search, recorded_kept, removal,
-    secrets, tell,
+    api_by_id, apis_by_search, cascaded, http_apis, pool_by_id, pools_by_search, recorded_kept,
+    removal, secrets, tell,
 };
 use super::{context, emit, open, sorted, Open, Run, Session};
 use crate::cli::{Format, StackArgs};
@@ -43,6 +43,7 @@ pub async fn down(target: &Target, format: Format) -> Result<i32> {
             stack: &target.stack,
             region: &session.region,
             resources: &gone.done,
+            front: None,
             outputs: None,
             api_calls: session.aws.calls.count(),
             elapsed: started.elapsed(),
@@ -95,9 +96,15 @@ pub(super) async fn take_down(session: &Session, target: &Target, show: bool) ->
             target.stack, session.account, session.region
         ));
     }
+    // An HTTP API the state does not record is looked for without a state file, or
+    // when the last `up` built (or was switching to) that front: a REST stack's `down`
+    // costs no listing of HTTP APIs.
+    let search_http = session.existing.is_none() || recorded.front.as_deref() == Some("http");
+    // And a REST API unless the state says the stack is (all) on the HTTP front.
+    let search_rest = session.existing.is_none() || recorded.front.as_deref() != Some("http");
     let g = graph::teardown();
     let interrupted = match graph::run(&g, target.concurrency, |i, _: Vec<(Node, ())>| {
-        remove(&ctx, &g.nodes[i], &recorded)
+        remove(&ctx, &g.nodes[i], &recorded, (search_rest, search_http))
     })
     .await
     {
@@ -126,7 +133,13 @@ pub(super) async fn take_down(session: &Session, target: &Target, show: bool) ->
     })
 }
 
-async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> {
+/// `search`: whether to look for a REST API, an HTTP API the state does not record.
+async fn remove(
+    ctx: &Ctx<'_>,
+    node: &Node,
+    recorded: &StateFile,
+    (search_rest, search_http): (bool, bool),
+) -> Result<()> {
     let t = Instant::now();
     match node {
         // A recorded id of ours was made (or adopted) through the exactly-once path, so
@@ -134,6 +147,7 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
         // already (a later one's id may have been lost by a killed run), or when it is
         // someone else's now, every API and pool of the stack's name and tag goes,
         // duplicates included.
+        Node::Api if recorded.get(rest_api::KIND).is_none() && !search_rest => {}
         Node::Api => {
             let _activity = ctx.show.then(|| report::activity("deleting rest_api"));
             let by_id = match recorded.get(rest_api::KIND) {
@@ -147,6 +161,10 @@ async fn remove(ctx: &Ctx<'_>, node: &Node, recorded: &StateFile) -> Result<()> 
                 }
             }
             ctx.rec.remove(rest_api::KIND).await?;
+        }
+        Node::HttpApi => {
+            let _activity = ctx.show.then(|| report::activity("deleting http_api"));
+            http_apis(ctx, recorded, search_http).await?;
         }
         Node::OtherSecrets => {
             let _activity = ctx.show.then(|| report::activity("deleting secrets"));

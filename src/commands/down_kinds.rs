@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::errors::Result;
 use crate::graph::{self, Node};
 use crate::report::{self, Action, Done};
-use crate::resources::{domain, not_ours, rest_api, secret, user_pool, Ctx, Removal};
+use crate::resources::{domain, http_api, not_ours, rest_api, secret, user_pool, Ctx, Removal};
 use crate::state::StateFile;
 
 /// One line of the report.
@@ -76,7 +76,7 @@ pub(super) async fn cascaded(
             let (id, name) = match *kind {
                 // `method GET /`, or `method /` as files before verbs had it.
                 "method" if rest.starts_with('/') => (format!("ANY {rest}"), None),
-                "method" => (rest.to_string(), None),
+                "method" | "route" => (rest.to_string(), None),
                 "app_client" if rest.is_empty() => {
                     (value.clone(), Some(crate::consumers::DEFAULT_CLIENT))
                 }
@@ -285,4 +285,57 @@ pub(super) async fn secrets(ctx: &Ctx<'_>, recorded: &StateFile) -> Result<()> {
         ctx.rec.remove(key).await?;
     }
     Ok(())
+}
+
+/// The HTTP API: by the recorded id, else (`search`: the state does not rule it out)
+/// every HTTP API of the stack's name and tag, duplicates included.
+pub(super) async fn http_apis(ctx: &Ctx<'_>, recorded: &StateFile, search: bool) -> Result<()> {
+    let t = Instant::now();
+    let node = Node::HttpApi;
+    let mut dealt = false;
+    if let Some(id) = recorded.get(http_api::KIND) {
+        if let Some(api) = http_api::by_id(ctx, id).await? {
+            let what = format!("HTTP API {id}");
+            let why = if api.name != ctx.api_name() {
+                Some(format!(
+                    "{what} is named {}, not {}: someone else's now, not deleted",
+                    api.name,
+                    ctx.api_name()
+                ))
+            } else {
+                not_ours(Some(&api.tags), ctx.stack, &what)
+            };
+            let what = match why {
+                Some(why) => Removal::Kept(why),
+                None => {
+                    dealt = true;
+                    removal(http_api::delete(ctx, id).await?)
+                }
+            };
+            tell(ctx, http_api::KIND, id, None, &what, t);
+            cascaded(ctx, recorded, &node, what).await?;
+        }
+    }
+    if !dealt && (search || recorded.get(http_api::KIND).is_some()) {
+        let mut gone_any = false;
+        let mut told = false;
+        for api in http_api::named(ctx).await? {
+            let what = match not_ours(Some(&api.tags), ctx.stack, &format!("HTTP API {}", api.id)) {
+                Some(_) if recorded.get(http_api::KIND) == Some(api.id.as_str()) => continue,
+                Some(why) => Removal::Kept(why),
+                None => removal(http_api::delete(ctx, &api.id).await?),
+            };
+            gone_any |= what == Removal::Deleted;
+            told = true;
+            tell(ctx, http_api::KIND, &api.id, None, &what, t);
+        }
+        if !recorded_kept(ctx, http_api::KIND) {
+            if !told && recorded.get(http_api::KIND).is_some() {
+                let id = recorded.get(http_api::KIND).unwrap_or_default();
+                tell(ctx, http_api::KIND, id, None, &Removal::Absent, t);
+            }
+            cascaded(ctx, recorded, &node, removal(gone_any)).await?;
+        }
+    }
+    ctx.rec.remove(http_api::KIND).await
 }

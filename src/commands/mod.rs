@@ -228,7 +228,7 @@ fn check_handler(target: &Target, desired: &Desired, package: &package::Package)
 
 /// The order resources are listed in: the graph's kinds, parents first; several of a
 /// kind in the configuration's order, those it no longer lists last.
-const ORDER: [&str; 14] = [
+const ORDER: [&str; 19] = [
     "iam_role",
     "log_group",
     "lambda_function",
@@ -240,8 +240,13 @@ const ORDER: [&str; 14] = [
     "rest_api",
     "authorizer",
     "method",
+    "http_api",
+    "jwt_authorizer",
+    "integration",
+    "route",
     "lambda_permission",
     "stage",
+    "http_stage",
     "api_resource",
 ];
 
@@ -254,7 +259,7 @@ fn sorted(mut done: Vec<Done>, desired: &Desired) -> Vec<Done> {
                 .position(|c| &c.name == name)
                 .unwrap_or(usize::MAX);
         }
-        if d.kind == "method" {
+        if d.kind == "method" || d.kind == "route" {
             let (verb, path) = d.id.split_once(' ').unwrap_or(("", ""));
             let path_rank = usize::from(path != crate::resources::methods::ROOT);
             return desired
@@ -318,6 +323,7 @@ mod tests {
             log_retention_days: 30,
             clients: crate::consumers::resolve_clients(&[], &[], &scopes).unwrap(),
             methods: crate::consumers::resolve_methods(None, &scopes).unwrap(),
+            front: Default::default(),
         }
     }
 

@@ -7,7 +7,7 @@ use crate::config::{Desired, Target};
 use crate::errors::{exit, Result};
 use crate::graph::{self, Node};
 use crate::report;
-use crate::resources::{log_group, permission, role, stage};
+use crate::resources::{http_stage, log_group, permission, role, stage};
 
 pub async fn graph(target: &Target, desired: &Desired, format: Format) -> Result<i32> {
     // No lock, no account: with local state, no AWS call at all.
@@ -59,6 +59,10 @@ pub async fn graph(target: &Target, desired: &Desired, format: Format) -> Result
             Node::Authorizer => or(node.kind(), format!("{stack}-authorizer")),
             Node::Permission => permission::STATEMENT_ID.to_string(),
             Node::Stage => stage::STAGE.to_string(),
+            Node::HttpApi => or(node.kind(), format!("{stack}-api")),
+            Node::JwtAuthorizer => or(node.kind(), format!("{stack}-authorizer")),
+            Node::Integration => or(node.kind(), "lambda".into()),
+            Node::HttpStage => http_stage::STAGE.to_string(),
             _ => node.name(),
         }
     };

@@ -76,6 +76,7 @@ pub async fn status(
     match format {
         Format::Json => report::emit_json(&json!({
             "stack": target.stack,
+            "front": desired.front.as_str(),
             "in_sync": in_sync,
             "resources": health.iter().zip(&secrets).map(|((d, h), ages)| {
                 let mut v = json!({"kind": d.kind, "id": d.id, "state": h});

@@ -8,11 +8,11 @@ use super::{check_handler, context, emit, open, resolve_prefix, sorted, Open, Ru
 use crate::aws;
 use crate::cli::Format;
 use crate::client;
-use crate::config::{Desired, Target};
+use crate::config::{Desired, Front, Target};
 use crate::errors::{exit, Error, Result};
 use crate::package;
 use crate::report::{self, RunReport};
-use crate::resources::{domain, stage, user_pool};
+use crate::resources::{domain, http_api, stage, user_pool};
 use crate::state::{Outputs, Recorder};
 use crate::store::{self, Location, Sink};
 
@@ -60,6 +60,10 @@ async fn converge_stack(
     crate::consumers::check_readers_in_account(&desired.clients, &session.account)?;
     let mut state = session.state(target);
     state.account = Some(session.account.clone());
+    let url_before = state.outputs.as_ref().map(|o| o.api_url.clone());
+    // Before anything is made: a switch killed before the new API is recorded still
+    // tells `down` which front to look for.
+    state.front = Some(desired.front.as_str().to_string());
     let sink = if dry_run {
         Sink::None
     } else {
@@ -103,13 +107,33 @@ async fn converge_stack(
     };
     let outputs = match converged {
         Some(converged) => {
-            let outputs = Outputs {
-                api_url: client::api_url(
+            let api_url = match desired.front {
+                Front::Rest => client::api_url(
                     target.endpoint_url.as_deref(),
                     &converged.api_id,
                     stage::STAGE,
                     &session.region,
                 ),
+                Front::Http => http_api::url(
+                    target.endpoint_url.as_deref(),
+                    &converged.api_id,
+                    &session.region,
+                ),
+            };
+            if let Some(before) = url_before.filter(|b| *b != api_url) {
+                let (verb, tail) = if dry_run {
+                    ("would change", "")
+                } else {
+                    ("changed", "; callers must use the new one")
+                };
+                report::warn(&format!(
+                    "the API's URL {verb} (front {}): {before} -> {api_url}{tail}",
+                    desired.front.as_str()
+                ));
+            }
+            let outputs = Outputs {
+                api_url,
+                front: desired.front.as_str().to_string(),
                 token_url: ctx.token_url.clone(),
                 client_id: converged
                     .clients
@@ -143,6 +167,7 @@ async fn converge_stack(
             stack: &target.stack,
             region: &session.region,
             resources: &done,
+            front: Some(desired.front.as_str()),
             outputs: outputs.as_ref().filter(|_| !dry_run),
             api_calls: session.aws.calls.count(),
             elapsed: started.elapsed(),

@@ -80,6 +80,7 @@ pub(super) async fn fixture(rules: Vec<(&'static str, Rule)>) -> Fixture {
                 &[Scope::parse("users/read").unwrap()],
             )
             .unwrap(),
+            front: Default::default(),
         },
         rec: Recorder::new(
             crate::store::Sink::File(dir.path().join("s.json")),

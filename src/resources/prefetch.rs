@@ -7,8 +7,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::{
-    app_client, authorizer, function, log_group, methods, permission, resource_server, rest_api,
-    role, role_region, stage, user_pool, Ctx,
+    app_client, authorizer, function, http_api, http_stage, integration, jwt_authorizer, log_group,
+    methods, permission, resource_server, rest_api, role, role_region, route, stage, user_pool,
+    Ctx,
 };
 
 type Read<'c> = Pin<Box<dyn Future<Output = ()> + 'c>>;
@@ -65,6 +66,19 @@ pub async fn prefetch(ctx: &Ctx<'_>) {
                 all.push(read(app_client::first_describe(ctx, pool, id)));
             }
             futures_util::future::join_all(all).await;
+        }));
+    }
+    if let Some(api) = rec.get(http_api::KIND) {
+        reads.push(Box::pin(async move {
+            let api = api.as_str();
+            futures_util::future::join_all([
+                read(http_api::first_get(ctx, api)),
+                read(jwt_authorizer::first_find(ctx, api)),
+                read(integration::first_read(ctx, api)),
+                read(route::first_read(ctx, api)),
+                read(http_stage::first_observe(ctx, api)),
+            ])
+            .await;
         }));
     }
     if let Some(api) = rec.get(rest_api::KIND) {

@@ -473,6 +473,7 @@ pub struct Sdk {
     pub lambda: aws_sdk_lambda::Client,
     pub cognito: aws_sdk_cognitoidentityprovider::Client,
     pub apigw: aws_sdk_apigateway::Client,
+    pub apigw2: aws_sdk_apigatewayv2::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
@@ -494,6 +495,7 @@ impl Sdk {
             lambda: aws_sdk_lambda::Client::new(&config),
             cognito: aws_sdk_cognitoidentityprovider::Client::new(&config),
             apigw: aws_sdk_apigateway::Client::new(&config),
+            apigw2: aws_sdk_apigatewayv2::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
         }
     }
@@ -548,6 +550,20 @@ impl Sdk {
             .collect()
     }
 
+    /// (id, name) of every HTTP API.
+    pub async fn http_apis(&self) -> Vec<(String, String)> {
+        let out = self.apigw2.get_apis().send().await.unwrap();
+        out.items()
+            .iter()
+            .map(|a| {
+                (
+                    a.api_id().unwrap().to_string(),
+                    a.name().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub async fn clients(&self, pool_id: &str) -> Vec<(String, String)> {
         let out = self
             .cognito
@@ -594,6 +610,11 @@ impl Sdk {
             self.apis().await,
             Vec::<(String, String)>::new(),
             "REST APIs left"
+        );
+        assert_eq!(
+            self.http_apis().await,
+            Vec::<(String, String)>::new(),
+            "HTTP APIs left"
         );
         assert_eq!(
             self.log_groups().await,

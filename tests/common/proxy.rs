@@ -448,6 +448,24 @@ pub fn operation(head: &str, body: &[u8]) -> String {
         }
         ["restapis", _, "stages"] if m == "POST" => Some("CreateStage"),
         ["restapis", _, "stages", _] if m == "GET" => Some("GetStage"),
+        // API Gateway v2 (HTTP APIs)
+        ["v2", "apis"] if m == "POST" => Some("CreateApi"),
+        ["v2", "apis"] if m == "GET" => Some("GetApis"),
+        ["v2", "apis", _] if m == "GET" => Some("GetApi"),
+        ["v2", "apis", _] if m == "DELETE" => Some("DeleteApi"),
+        ["v2", "apis", _, "authorizers"] if m == "POST" => Some("CreateAuthorizer"),
+        ["v2", "apis", _, "authorizers"] if m == "GET" => Some("GetAuthorizers"),
+        ["v2", "apis", _, "authorizers", _] if m == "PATCH" => Some("UpdateAuthorizer"),
+        ["v2", "apis", _, "integrations"] if m == "POST" => Some("CreateIntegration"),
+        ["v2", "apis", _, "integrations"] if m == "GET" => Some("GetIntegrations"),
+        ["v2", "apis", _, "integrations", _] if m == "PATCH" => Some("UpdateIntegration"),
+        ["v2", "apis", _, "routes"] if m == "POST" => Some("CreateRoute"),
+        ["v2", "apis", _, "routes"] if m == "GET" => Some("GetRoutes"),
+        ["v2", "apis", _, "routes", _] if m == "PATCH" => Some("UpdateRoute"),
+        ["v2", "apis", _, "routes", _] if m == "DELETE" => Some("DeleteRoute"),
+        ["v2", "apis", _, "stages"] if m == "POST" => Some("CreateStage"),
+        ["v2", "apis", _, "stages", _] if m == "GET" => Some("GetStage"),
+        ["v2", "apis", _, "stages", _] if m == "PATCH" => Some("UpdateStage"),
         _ => None,
     };
     match named {
