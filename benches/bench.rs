@@ -3,8 +3,8 @@
 //! emulator and through a proxy adding 100 ms to every AWS request, with the default
 //! concurrency and with `--max-concurrency 1` as the baseline; each command's
 //! critical-path bound, computed from the runs' own traces (`critical_path`);
-//! the time of `provision --help`; and fresh and no-op `up` of a stack with 1, 10 and 50
-//! app clients. Prints Markdown tables.
+//! the time of `provision --help`; fresh and no-op `up` of a stack with 1, 10 and 50
+//! app clients; both front doors (`support/fronts.rs`). Prints Markdown tables.
 //!
 //! Run it with `scripts/bench` (a release build of provision; `BENCH_PROFILE=dev` for
 //! a dev build, as the README's figures were measured).
@@ -13,6 +13,8 @@
 mod common;
 #[path = "support/fleet.rs"]
 mod fleet;
+#[path = "support/fronts.rs"]
+mod fronts;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -283,14 +285,17 @@ fn main() {
     let mut h = Harness::new();
     let proxy = Proxy::start(&h.url);
     proxy.set_latency(LATENCY);
-    // BENCH_TABLES=state (or main,clients,state,fleet): only those tables.
+    // BENCH_TABLES=state (or main,clients,state,fronts,fleet): only those tables.
     let tables =
-        std::env::var("BENCH_TABLES").unwrap_or_else(|_| "main,clients,state,fleet".into());
+        std::env::var("BENCH_TABLES").unwrap_or_else(|_| "main,clients,state,fronts,fleet".into());
     if tables.split(',').any(|t| t == "fleet") {
         println!("{}", fleet::fleet_table(&h));
     }
     if tables.split(',').any(|t| t == "state") {
         println!("{}", state_table(&mut h, &proxy, runs));
+    }
+    if tables.split(',').any(|t| t == "fronts") {
+        println!("{}", fronts::fronts_table(&h, &proxy, runs));
     }
     if !tables.split(',').any(|t| t == "main") {
         return;
