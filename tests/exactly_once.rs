@@ -122,6 +122,18 @@ fn operation_names_every_request_provision_sends() {
             "/restapis/a1/stages/prod",
             "PATCH /restapis/a1/stages/prod",
         ),
+        // The HTTP front (API Gateway v2): its creates are lost by these names too.
+        ("POST", "/v2/apis", "CreateApi"),
+        ("GET", "/v2/apis", "GetApis"),
+        ("DELETE", "/v2/apis/a1", "DeleteApi"),
+        ("POST", "/v2/apis/a1/authorizers", "CreateAuthorizer"),
+        ("PATCH", "/v2/apis/a1/authorizers/z1", "UpdateAuthorizer"),
+        ("POST", "/v2/apis/a1/integrations", "CreateIntegration"),
+        ("POST", "/v2/apis/a1/routes", "CreateRoute"),
+        ("PATCH", "/v2/apis/a1/routes/r1", "UpdateRoute"),
+        ("DELETE", "/v2/apis/a1/routes/r1", "DeleteRoute"),
+        ("POST", "/v2/apis/a1/stages", "CreateStage"),
+        ("GET", "/v2/apis/a1/stages/$default", "GetStage"),
     ] {
         assert_eq!(rest(method, path), op, "{method} {path}");
     }
