@@ -696,3 +696,34 @@ pub fn signal(pid: u32, sig: libc::c_int) {
         "kill({pid}, {sig})"
     );
 }
+
+/// The role name of a function's `Role` ARN.
+pub async fn function_role(sdk: &Sdk, function: &str) -> String {
+    let f = sdk
+        .lambda
+        .get_function()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap();
+    let arn = f.configuration().unwrap().role().unwrap().to_string();
+    arn.rsplit('/').next().unwrap().to_string()
+}
+
+/// A role's tags, sorted.
+pub async fn role_tags(sdk: &Sdk, role: &str) -> Vec<(String, String)> {
+    let out = sdk
+        .iam
+        .list_role_tags()
+        .role_name(role)
+        .send()
+        .await
+        .unwrap();
+    let mut tags: Vec<(String, String)> = out
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    tags.sort();
+    tags
+}
