@@ -238,7 +238,7 @@ mod tests {
     use aws_sdk_apigatewayv2::operation::get_apis::GetApisOutput;
     use aws_smithy_mocks::mock;
 
-    use super::super::eventual::fixture;
+    use super::super::mocked::fixture;
     use super::*;
 
     fn api(id: &str, name: &str, stack: &str) -> Api {

@@ -13,7 +13,7 @@ use aws_sdk_lambda::types::State;
 use aws_sdk_secretsmanager::operation::create_secret::CreateSecretOutput;
 use aws_smithy_mocks::{mock, Rule};
 
-use super::eventual::{fixture, function_state, json_error};
+use super::mocked::{fixture, function_state, json_error};
 use super::{domain, function, secret};
 use crate::errors::Error;
 

@@ -8,7 +8,7 @@ use aws_sdk_apigateway::operation::update_authorizer::UpdateAuthorizerOutput;
 use aws_sdk_apigateway::types::{Authorizer, AuthorizerType, Op, RestApi};
 use aws_smithy_mocks::mock;
 
-use super::eventual::{fixture, json_error};
+use super::mocked::{fixture, json_error};
 use super::{authorizer, rest_api, Handle};
 use crate::report::Action;
 

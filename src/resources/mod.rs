@@ -36,6 +36,8 @@ mod late_deletions;
 #[cfg(test)]
 mod lost_answers;
 #[cfg(test)]
+mod mocked;
+#[cfg(test)]
 mod rotation_answers;
 
 use std::collections::HashMap;

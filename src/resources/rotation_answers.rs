@@ -11,7 +11,7 @@ use aws_smithy_mocks::mock;
 use aws_smithy_types::DateTime;
 
 use super::client_secrets::*;
-use super::eventual::{fixture, json_error};
+use super::mocked::{fixture, json_error};
 use crate::errors::Result;
 
 fn descriptor(id: &str, secs: i64, value: Option<&str>) -> ClientSecretDescriptorType {
@@ -53,7 +53,7 @@ async fn a_third_secret_is_refused_as_bad_input_saying_finish_first() {
     assert_eq!(add.num_calls(), 1, "a quota is not sent again");
 }
 
-async fn add_to(f: &super::eventual::Fixture) -> Result<Added> {
+async fn add_to(f: &super::mocked::Fixture) -> Result<Added> {
     add(f.ctx().aws, "pool", "c1", &[original()]).await
 }
 
