@@ -12,9 +12,11 @@ use super::{
 };
 use crate::aws::{SdkFailure, SdkResultExt};
 use crate::errors::{Error, Result};
-use crate::package::Package;
 use crate::plan::{decide, Decision, FunctionSettings};
-use crate::report;
+
+pub use super::function_code::delete_artifacts;
+use super::function_code::{code, Code};
+pub use super::function_ready::{wait_ready, wait_settled};
 
 pub const KIND: &str = "lambda_function";
 pub const RUNTIME: &str = "provided.al2023";
@@ -22,8 +24,6 @@ pub const HANDLER: &str = "bootstrap";
 
 /// How long to keep retrying while a new role cannot be assumed yet (IAM propagation).
 const ROLE_PROPAGATION_BUDGET: Duration = Duration::from_secs(90);
-/// How long to wait for the function to become Active or finish an update.
-const READY_BUDGET: Duration = Duration::from_secs(300);
 
 pub struct Found {
     pub arn: String,
@@ -234,84 +234,6 @@ pub async fn ensure(
     })
 }
 
-/// How the code reaches Lambda: in the request, or — over the 50 MB direct-upload
-/// limit, with state on S3 — through the state bucket first.
-enum Code {
-    Inline(Vec<u8>),
-    S3 { bucket: String, key: String },
-}
-
-async fn code(ctx: &Ctx<'_>, package: &Package) -> Result<Code> {
-    if !package.needs_s3() {
-        return Ok(Code::Inline(package.zip().to_vec()));
-    }
-    let Some((bucket, prefix)) = &ctx.artifacts else {
-        // `package::build` refuses this without S3 state; kept as a second line.
-        return Err(Error::usage(format!(
-            "handler package: {} bytes, over Lambda's 50 MB direct upload, and no S3 state to upload it through",
-            package.zip().len()
-        )));
-    };
-    // Named by content: the same package is the same object.
-    let key = format!("{prefix}{}.zip", package.sha256_hex());
-    report::info(&format!(
-        "uploading the handler package ({} MB) to s3://{bucket}/{key}",
-        package.zip().len() >> 20
-    ));
-    ctx.aws
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(&key)
-        .body(aws_sdk_s3::primitives::ByteStream::from(
-            package.zip().to_vec(),
-        ))
-        .send()
-        .await
-        .sdk()
-        .map_err(|e| {
-            e.fail(
-                format!("uploading the handler package to s3://{bucket}/{key}"),
-                "PutObject",
-            )
-        })?;
-    Ok(Code::S3 {
-        bucket: bucket.clone(),
-        key,
-    })
-}
-
-/// Deletes the packages uploaded for this stack (with `down`).
-pub async fn delete_artifacts(ctx: &Ctx<'_>) -> Result<usize> {
-    let Some((bucket, prefix)) = &ctx.artifacts else {
-        return Ok(0);
-    };
-    let listed = ctx
-        .aws
-        .s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .send()
-        .await
-        .sdk()
-        .map_err(|e| e.fail(format!("listing s3://{bucket}/{prefix}"), "ListObjectsV2"))?;
-    let mut deleted = 0;
-    for key in listed.contents().iter().filter_map(|o| o.key()) {
-        ctx.aws
-            .s3
-            .delete_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .sdk()
-            .map_err(|e| e.fail(format!("deleting s3://{bucket}/{key}"), "DeleteObject"))?;
-        deleted += 1;
-    }
-    Ok(deleted)
-}
-
 async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, code: &Code) -> Result<String> {
     let attempt = || {
         ctx.aws
@@ -388,86 +310,6 @@ async fn create(ctx: &Ctx<'_>, name: &str, want: &FunctionSettings, code: &Code)
 /// several seconds, and CreateFunction says so with this error.
 pub fn role_not_assumable_yet(e: &SdkFailure) -> bool {
     e.is("InvalidParameterValueException") && e.message.contains("cannot be assumed")
-}
-
-/// Waits until the function is Active and no update is in progress. Polls often at
-/// first, then less. Right after a change the function is known not to be ready, so
-/// the first look waits too.
-pub async fn wait_ready(ctx: &Ctx<'_>) -> Result<()> {
-    wait(ctx, false).await
-}
-
-/// `wait_ready` right after a create or update.
-pub async fn wait_settled(ctx: &Ctx<'_>) -> Result<()> {
-    wait(ctx, true).await
-}
-
-async fn wait(ctx: &Ctx<'_>, just_changed: bool) -> Result<()> {
-    use aws_sdk_lambda::types::{LastUpdateStatus, State};
-    let name = ctx.function_name();
-    report::info(&format!("waiting for Lambda function {name} to be ready"));
-    let started = Instant::now();
-    // A change takes from half a second (MiniStack: 0.5 s) to several (AWS) to settle,
-    // and everything else is usually done by then: look every 50 ms for the first
-    // second, so a quick one is noticed within 50 ms, then back off to 5 s. (20 reads
-    // a second, well within GetFunction's quota of 100 per second and account.)
-    let mut delay = Duration::from_millis(50);
-    if just_changed {
-        crate::interrupt::sleep(delay).await?;
-    }
-    loop {
-        let out = ctx
-            .aws
-            .lambda
-            .get_function()
-            .function_name(&name)
-            .send()
-            .await
-            .sdk()
-            .map_err(|e| e.fail(format!("waiting for Lambda function {name}"), "GetFunction"))?;
-        let c = out.configuration();
-        let state = c.and_then(|c| c.state());
-        let update = c.and_then(|c| c.last_update_status());
-        let reason = c
-            .and_then(|c| c.state_reason().or(c.last_update_status_reason()))
-            .unwrap_or("no reason given");
-        if matches!(state, Some(State::Failed)) || matches!(update, Some(LastUpdateStatus::Failed))
-        {
-            return Err(waiter_error(
-                &name,
-                "to become ready",
-                format!("it failed: {reason}"),
-            ));
-        }
-        if matches!(state, None | Some(State::Active))
-            && !matches!(update, Some(LastUpdateStatus::InProgress))
-        {
-            return Ok(());
-        }
-        if started.elapsed() + delay > READY_BUDGET {
-            return Err(waiter_error(
-                &name,
-                "to become ready",
-                "still not Active after 5 minutes",
-            ));
-        }
-        crate::interrupt::sleep(delay).await?;
-        if started.elapsed() >= Duration::from_secs(1) {
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-    }
-}
-
-fn waiter_error(name: &str, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Aws(crate::errors::AwsFailure {
-        doing: format!("waiting for Lambda function {name} {what}"),
-        operation: "GetFunction",
-        code: None,
-        message: e.to_string(),
-        hint: Some(
-            "look at the function in the Lambda console; run `provision up` again to retry".into(),
-        ),
-    })
 }
 
 /// Deletes the function when it is tagged for this stack (its permission goes with it);

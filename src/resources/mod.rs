@@ -9,6 +9,8 @@ pub mod authorizer;
 pub mod client_secrets;
 pub mod domain;
 pub mod function;
+mod function_code;
+mod function_ready;
 pub mod http_api;
 pub mod http_stage;
 pub mod integration;
