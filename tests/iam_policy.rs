@@ -631,6 +631,52 @@ fn conditions_evaluate_like_iam() {
     assert!(!conditions_hold(&arn, &ctx));
 }
 
+/// The HTTP front's routes: the policy lets a route be created or changed only with the
+/// JWT authorizer, never open (`NONE`) or with another authorizer. AWS documents
+/// `apigateway:Request/RouteAuthorizationType` as a list of strings for CreateRoute and
+/// UpdateRoute, hence the set operator.
+#[test]
+fn the_policy_lets_no_route_open() {
+    let policy: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("docs/iam-policy.json")).unwrap(),
+    )
+    .unwrap();
+    let statements: Vec<&Value> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .collect();
+    let names = Names::from([("stack", "m2m-a".to_string())]);
+    for (action, arn) in [
+        (
+            "apigateway:POST",
+            "arn:aws:apigateway:us-east-1::/apis/a1/routes",
+        ),
+        (
+            "apigateway:PATCH",
+            "arn:aws:apigateway:us-east-1::/apis/a1/routes/r1",
+        ),
+    ] {
+        let with = |kind: &str| {
+            context(
+                &format!("aws:ResourceTag/provision:stack={{stack}}; apigateway:Request/RouteAuthorizationType={kind}"),
+                &names,
+            )
+        };
+        assert!(
+            allowed(&statements, action, arn, &with("JWT")),
+            "{action} JWT"
+        );
+        for kind in ["NONE", "AWS_IAM", "CUSTOM", "JWT,NONE"] {
+            assert!(
+                !allowed(&statements, action, arn, &with(kind)),
+                "{action} {arn} with authorization {kind} is allowed"
+            );
+        }
+    }
+}
+
 #[test]
 fn glob_matches_like_iam() {
     assert!(glob(
