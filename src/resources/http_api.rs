@@ -85,9 +85,7 @@ async fn find_by_name(ctx: &Ctx<'_>) -> Result<Option<Found>> {
 /// The SDK has no paginator for it: the pages are followed by `next_token` (v2 documents
 /// no largest page size, so none is asked for; the same for routes and integrations).
 pub async fn list_all(aws: &crate::aws::Aws, doing: &str) -> Result<Vec<Api>> {
-    let mut token: Option<String> = None;
-    let mut all = Vec::new();
-    loop {
+    super::every_page(|token| async move {
         let out = crate::quota::send("GetApis", doing, || async {
             aws.apigw2
                 .get_apis()
@@ -98,15 +96,9 @@ pub async fn list_all(aws: &crate::aws::Aws, doing: &str) -> Result<Vec<Api>> {
         })
         .await
         .map_err(|e| e.fail(doing, "GetApis"))?;
-        token = out
-            .next_token()
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        all.extend(out.items.unwrap_or_default());
-        if token.is_none() {
-            return Ok(all);
-        }
-    }
+        Ok((out.items.unwrap_or_default(), out.next_token))
+    })
+    .await
 }
 
 /// Every HTTP API named for this stack, whoever's it is (`down` deletes those tagged
@@ -184,40 +176,18 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Handle> {
 /// a lost answer means our earlier attempt did it.
 pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
     let what = format!("deleting HTTP API {id} of stack {}", ctx.stack);
-    let started = Instant::now();
-    let mut sent_before = false;
-    let mut delay = std::time::Duration::from_millis(500);
-    loop {
-        let result = crate::quota::send("DeleteApi", &what, || async {
-            ctx.aws
-                .once
-                .apigw2
-                .delete_api()
-                .api_id(id)
-                .send()
-                .await
-                .sdk()
-        })
-        .await;
-        match result {
-            Ok(_) => return Ok(true),
-            Err(e) if e.is_not_found() => return Ok(sent_before),
-            Err(e)
-                if (e.in_doubt || e.is("ConflictException"))
-                    && started.elapsed() < std::time::Duration::from_secs(120) =>
-            {
-                sent_before |= e.in_doubt;
-                crate::report::info(&format!(
-                    "{what}: {} ({}); sending it again in {delay:?}",
-                    e.code.as_deref().unwrap_or("no clear answer"),
-                    e.message
-                ));
-                crate::interrupt::sleep(delay).await?;
-                delay = (delay * 2).min(std::time::Duration::from_secs(10));
-            }
-            Err(e) => return Err(e.fail(what, "DeleteApi")),
-        }
-    }
+    super::delete_api(&what, "DeleteApi", || async {
+        ctx.aws
+            .once
+            .apigw2
+            .delete_api()
+            .api_id(id)
+            .send()
+            .await
+            .sdk()
+            .map(|_| ())
+    })
+    .await
 }
 
 /// The base URL of the `$default` stage, ending in `/` (no stage in the path on AWS;

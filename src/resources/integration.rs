@@ -35,15 +35,13 @@ fn observed(i: &Integration) -> IntegrationSettings {
 
 /// Every integration of the API: (id, settings).
 async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Vec<(String, IntegrationSettings)>> {
-    let mut token: Option<String> = None;
-    let mut all = Vec::new();
-    loop {
+    super::every_page(|token| async move {
         let out = ctx
             .aws
             .apigw2
             .get_integrations()
             .api_id(api_id)
-            .set_next_token(token.clone())
+            .set_next_token(token)
             .send()
             .await
             .sdk()
@@ -53,20 +51,19 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Vec<(String, IntegrationSet
                     "GetIntegrations",
                 )
             })?;
-        all.extend(out.items().iter().map(|i| {
-            (
-                i.integration_id().unwrap_or_default().to_string(),
-                observed(i),
-            )
-        }));
-        token = out
-            .next_token()
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        if token.is_none() {
-            return Ok(all);
-        }
-    }
+        let items = out
+            .items()
+            .iter()
+            .map(|i| {
+                (
+                    i.integration_id().unwrap_or_default().to_string(),
+                    observed(i),
+                )
+            })
+            .collect();
+        Ok((items, out.next_token))
+    })
+    .await
 }
 
 /// The run's first read of the API's integrations (see `read_once`).

@@ -56,7 +56,7 @@ use crate::plan::{self, Decision};
 use crate::report::{self, Done};
 use crate::state::Recorder;
 
-pub use once::{create_once, retry_while, Create, Made};
+pub use once::{create_once, delete_api, retry_while, Create, Made};
 pub use owner::{check_owner, not_ours, the_one, Removal, STACK_TAG};
 pub use prefetch::prefetch;
 
@@ -95,6 +95,26 @@ where
         .downcast_ref::<T>()
         .expect("one type of answer per read")
         .clone())
+}
+
+/// Every item of a listing whose pages are followed by hand (API Gateway v2's have no
+/// paginator): `page(token)` sends one request and gives its items and the next token;
+/// an absent or empty token ends it.
+pub async fn every_page<T, F, Fut>(mut page: F) -> Result<Vec<T>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>>,
+{
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let (items, next) = page(token).await?;
+        all.extend(items);
+        token = next.filter(|t| !t.is_empty());
+        if token.is_none() {
+            return Ok(all);
+        }
+    }
 }
 
 /// Placeholder id of a resource a dry run would create.

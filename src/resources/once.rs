@@ -128,6 +128,41 @@ where
     }
 }
 
+/// Deletes an API Gateway API (REST or HTTP) through the quota (`quota::send`),
+/// sending it again, for up to two minutes, when its answer is lost or API Gateway
+/// answers `ConflictException` (a deployment in progress); the delete is idempotent.
+/// False when it was not there; "not found" after a lost answer means our earlier
+/// attempt did it.
+pub async fn delete_api<F, Fut>(what: &str, operation: &'static str, mut send: F) -> Result<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<(), SdkFailure>>,
+{
+    let started = Instant::now();
+    let mut sent_before = false;
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match crate::quota::send(operation, what, &mut send).await {
+            Ok(()) => return Ok(true),
+            Err(e) if e.is_not_found() => return Ok(sent_before),
+            Err(e)
+                if (e.in_doubt || e.is("ConflictException"))
+                    && started.elapsed() < Duration::from_secs(120) =>
+            {
+                sent_before |= e.in_doubt;
+                report::info(&format!(
+                    "{what}: {} ({}); sending it again in {delay:?}",
+                    e.code.as_deref().unwrap_or("no clear answer"),
+                    e.message
+                ));
+                crate::interrupt::sleep(delay).await?;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e.fail(what, operation)),
+        }
+    }
+}
+
 /// Retries `op` while `retryable` says so, with exponential backoff and jitter,
 /// for at most `budget` in total. For eventual consistency the SDK's own retries
 /// do not cover (a new IAM role Lambda cannot assume yet, API Gateway conflicts).

@@ -244,38 +244,16 @@ pub async fn ensure(ctx: &Ctx<'_>) -> Result<Api> {
 /// in progress; "not found" after a lost answer means our earlier attempt did it.
 pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Result<bool> {
     let what = format!("deleting REST API {id} of stack {}", ctx.stack);
-    let started = Instant::now();
-    let mut sent_before = false;
-    let mut delay = std::time::Duration::from_millis(500);
-    loop {
-        let result = crate::quota::send("DeleteRestApi", &what, || async {
-            ctx.aws
-                .once
-                .apigw
-                .delete_rest_api()
-                .rest_api_id(id)
-                .send()
-                .await
-                .sdk()
-        })
-        .await;
-        match result {
-            Ok(_) => return Ok(true),
-            Err(e) if e.is_not_found() => return Ok(sent_before),
-            Err(e)
-                if (e.in_doubt || e.is("ConflictException"))
-                    && started.elapsed() < std::time::Duration::from_secs(120) =>
-            {
-                sent_before |= e.in_doubt;
-                crate::report::info(&format!(
-                    "{what}: {} ({}); sending it again in {delay:?}",
-                    e.code.as_deref().unwrap_or("no clear answer"),
-                    e.message
-                ));
-                crate::interrupt::sleep(delay).await?;
-                delay = (delay * 2).min(std::time::Duration::from_secs(10));
-            }
-            Err(e) => return Err(e.fail(what, "DeleteRestApi")),
-        }
-    }
+    super::delete_api(&what, "DeleteRestApi", || async {
+        ctx.aws
+            .once
+            .apigw
+            .delete_rest_api()
+            .rest_api_id(id)
+            .send()
+            .await
+            .sdk()
+            .map(|_| ())
+    })
+    .await
 }

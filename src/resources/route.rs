@@ -61,15 +61,13 @@ fn observed(r: &Route) -> RouteSettings {
 
 /// Every route of the API (GetRoutes has no paginator: `next_token` is followed).
 async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Vec<Existing>> {
-    let mut token: Option<String> = None;
-    let mut all = Vec::new();
-    loop {
+    let mut all = super::every_page(|token| async move {
         let out = ctx
             .aws
             .apigw2
             .get_routes()
             .api_id(api_id)
-            .set_next_token(token.clone())
+            .set_next_token(token)
             .send()
             .await
             .sdk()
@@ -79,20 +77,20 @@ async fn read(ctx: &Ctx<'_>, api_id: &str) -> Result<Vec<Existing>> {
                     "GetRoutes",
                 )
             })?;
-        all.extend(out.items().iter().map(|r| Existing {
-            id: r.route_id().unwrap_or_default().to_string(),
-            key: r.route_key().unwrap_or_default().to_string(),
-            settings: observed(r),
-        }));
-        token = out
-            .next_token()
-            .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        if token.is_none() {
-            all.sort_by(|a, b| a.key.cmp(&b.key));
-            return Ok(all);
-        }
-    }
+        let items = out
+            .items()
+            .iter()
+            .map(|r| Existing {
+                id: r.route_id().unwrap_or_default().to_string(),
+                key: r.route_key().unwrap_or_default().to_string(),
+                settings: observed(r),
+            })
+            .collect();
+        Ok((items, out.next_token))
+    })
+    .await?;
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(all)
 }
 
 /// The run's one read of the routes (shared by every route and the sweep). A new API
