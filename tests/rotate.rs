@@ -98,8 +98,19 @@ fn app_client<'a>(status: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no app_client {name} in {status}"))
 }
 
-#[tokio::test]
-async fn a_rotation_keeps_the_client_id_and_leaves_no_moment_without_a_working_secret() {
+/// A stack of CONFIG stood up through a proxy: billing's client id and its published
+/// secret, before any rotation.
+struct Stood {
+    h: Harness,
+    proxy: Proxy,
+    sm: aws_sdk_secretsmanager::Client,
+    /// `up`'s JSON report.
+    up: serde_json::Value,
+    id: String,
+    old: String,
+}
+
+async fn stood_up() -> Stood {
     let h = Harness::new();
     let proxy = Proxy::start(&h.url);
     let sm = secrets_client(&h.url);
@@ -110,6 +121,26 @@ async fn a_rotation_keeps_the_client_id_and_leaves_no_moment_without_a_working_s
         .unwrap()
         .to_string();
     let (old, _) = published(&sm, "AWSCURRENT").await;
+    Stood {
+        h,
+        proxy,
+        sm,
+        up,
+        id,
+        old,
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_keeps_the_client_id_and_leaves_no_moment_without_a_working_secret() {
+    let Stood {
+        h,
+        proxy,
+        sm,
+        up,
+        id,
+        old,
+    } = stood_up().await;
     let mut runs: Vec<Run> = Vec::new();
 
     // Rotate: the old secret keeps working while the new one is delivered.
@@ -279,16 +310,14 @@ async fn a_rotation_keeps_the_client_id_and_leaves_no_moment_without_a_working_s
 
 #[tokio::test]
 async fn a_lost_answer_to_add_leaves_no_secret_nobody_has() {
-    let h = Harness::new();
-    let proxy = Proxy::start(&h.url);
-    let sm = secrets_client(&h.url);
-    std::fs::write(h.dir.path().join("provision.toml"), CONFIG).unwrap();
-    let (_, up) = json_via(&h, &proxy, &["up"], 0);
-    let id = up["outputs"]["clients"]["billing"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (old, _) = published(&sm, "AWSCURRENT").await;
+    let Stood {
+        h,
+        proxy,
+        sm,
+        id,
+        old,
+        ..
+    } = stood_up().await;
 
     // The proxy makes the secret, then answers 500: its value never reaches provision.
     proxy.lose_answers(&["AddUserPoolClientSecret"], Lose::ServerError);
@@ -336,16 +365,14 @@ fn killed_at(h: &Harness, proxy: &Proxy, k: usize) {
 
 #[tokio::test]
 async fn a_rotation_killed_midway_is_settled_by_the_next_run() {
-    let h = Harness::new();
-    let proxy = Proxy::start(&h.url);
-    let sm = secrets_client(&h.url);
-    std::fs::write(h.dir.path().join("provision.toml"), CONFIG).unwrap();
-    let (_, up) = json_via(&h, &proxy, &["up"], 0);
-    let id = up["outputs"]["clients"]["billing"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (old, _) = published(&sm, "AWSCURRENT").await;
+    let Stood {
+        h,
+        proxy,
+        sm,
+        id,
+        old,
+        ..
+    } = stood_up().await;
 
     // Killed after Add was done (request 3: STS, List, Add), before publishing: the
     // secret it made reached nobody. The next run deletes it, then rotates.
